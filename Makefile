@@ -1,0 +1,84 @@
+# neuroseg: the pipeline. `make reproduce` regenerates reports/ from the data;
+# `make test` runs the test suite and every notebook on the quick profile.
+# Each notebook is one step; its prerequisites are the notebook, its parameters for the
+# profile and the steps it names in its metadata (neuroseg.needs), so a finished step is
+# skipped and a changed one re-runs with everything downstream.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SECONDARY:
+.DEFAULT_GOAL := help
+
+PROFILE ?= full
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+# The real datasets: NEUROSEG_DATA if set, else ../shared/data when it exists.
+NEUROSEG_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export NEUROSEG_DATA
+export NEUROSEG_PROFILE := $(PROFILE)
+export PYTHONHASHSEED := 0
+
+ART := artifacts/$(PROFILE)
+RUN := $(ART)/runs
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+STEPS := $(basename $(notdir $(NOTEBOOKS)))
+EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
+
+.PHONY: help install reproduce test unit lab data lint clean FORCE $(STEPS)
+
+help:  ## list the targets
+	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+# ------------------------------------------------------------------ environment
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(STAMP)  ## create .venv (if missing) and install the pinned environment
+
+# ------------------------------------------------------------------ pipeline
+# Dependencies between steps come from the notebooks' metadata (see neuroseg/pipeline.py).
+$(shell mkdir -p $(ART) && $(PYTHON) neuroseg/pipeline.py deps --profile $(PROFILE) --out $(ART)/deps.mk)
+include $(ART)/deps.mk
+
+$(ART)/params/%.yml: notebooks/params/$(PROFILE).yml $(STAMP)
+	$(PY) -m neuroseg.pipeline params $* --profile $(PROFILE)
+
+$(RUN)/%.ipynb: notebooks/%.ipynb $(ART)/params/%.yml neuroseg/*.py $(STAMP)
+	$(PY) -m neuroseg.pipeline run $* --profile $(PROFILE)
+
+$(STEPS): %: $(RUN)/%.ipynb  ## (any step name, e.g. `make 10_nucleus_pretraining`)
+
+reproduce: $(EXECUTED)  ## run every notebook in order (PROFILE=full|quick) and regenerate reports/
+	@echo "reports written to $$($(PY) -c 'from neuroseg import paths; print(paths.reports_dir())')"
+
+# ------------------------------------------------------------------ tests
+unit: $(STAMP)  ## unit and integration tests only (pytest)
+	$(PY) -m pytest
+
+test: $(STAMP)  ## every notebook on the quick profile, then the whole test suite
+	$(MAKE) --no-print-directory reproduce PROFILE=quick
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff over the package, tests and notebooks
+	$(PY) -m ruff check neuroseg tests notebooks
+
+# ------------------------------------------------------------------ other
+lab: $(STAMP)  ## open the notebooks in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks
+
+data: $(STAMP)  ## check NEUROSEG_DATA; say which datasets are missing and where to get them
+	$(PY) -m neuroseg.datasets
+
+clean:  ## remove the artifacts and quick reports (keeps .venv and the committed reports/)
+	rm -rf artifacts reports/quick
+
+FORCE:

