@@ -1,0 +1,19 @@
+"""neuroseg: neuron segmentation in microscopy.
+
+Nucleus pretraining and transfer to neurons (SomaNet), slice-by-slice segmentation with
+learned linking ("Know Your Neighbour") against a 3D affinity baseline, and axon/myelin
+morphometrics. The user-facing calls::
+
+    model = neuroseg.load_model(folder)
+    labels = neuroseg.segment_2d(model, image)
+
+Modules: ``paths`` (where things live), ``data`` / ``datasets`` / ``splits`` (the data),
+``models`` / ``augment`` / ``loaders`` / ``train`` / ``inference`` (networks),
+``instances`` and ``metrics`` (labels and scores).
+"""
+
+from .inference import segment_2d
+from .models import load_model
+
+__version__ = "0.1.0"
+__all__ = ["load_model", "segment_2d", "__version__"]
