@@ -1,0 +1,418 @@
+"""Training: :func:`fit` a U-Net on crop datasets, with checkpoints, resume and history.
+
+A training run lives in a model folder (see :mod:`neuroseg.models`):
+
+- ``config.json``, ``weights.pt``, ``env.json`` — the best model so far (lowest validation
+  loss; the last one when there is no validation set), loadable with
+  :func:`neuroseg.models.load_model`;
+- ``history.csv`` — one row per epoch (train loss, val loss, val IoU, lr, seconds);
+- ``checkpoints/last.pt`` and ``checkpoints/best.pt`` — model, optimiser and scheduler state
+  plus the epoch, to resume an interrupted run with ``fit(..., resume=True)``.
+
+Same seed on CPU, same weights: the model is built from the seed, batches come in a seeded
+order, and each crop is a function of (seed, epoch, index) (see :mod:`neuroseg.loaders`).
+On a CUDA device training uses mixed precision (bf16 autocast) unless ``amp=False``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .io import atomic_path
+from .models import ModelError, save_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`fit`.
+
+    ``loss`` is ``"bce"``, ``"dice"`` or ``"bce+dice"`` (binary targets, one per output
+    channel) or ``"ce"`` / ``"ce+dice"`` (a class-index target, softmax outputs).
+    ``channel_weights`` weight the BCE of each output channel. ``early_stopping`` is a
+    patience in epochs on the validation loss (``None``: off). ``schedule`` is
+    ``"cosine"`` (decay to 1 % of ``lr`` over the run) or ``None``.
+    """
+
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    loss: str = "bce"
+    channel_weights: tuple[float, ...] | None = None
+    schedule: str | None = "cosine"
+    early_stopping: int | None = None
+    seed: int = 0
+    amp: bool = True
+    device: str | None = None
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self):
+        if self.loss not in ("bce", "dice", "bce+dice", "ce", "ce+dice"):
+            raise ValueError(f"unknown loss {self.loss!r}")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, eps: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice per channel (sigmoid of logits vs binary target), averaged."""
+    prob = torch.sigmoid(logits)
+    dims = tuple(range(2, logits.ndim)) + (0,)
+    inter = (prob * target).sum(dims)
+    denom = prob.sum(dims) + target.sum(dims)
+    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The configured loss of a batch."""
+    logits = logits.float()
+    if config.loss.startswith("ce"):
+        classes = target[:, 0].long()
+        loss = F.cross_entropy(logits, classes)
+        if config.loss == "ce+dice":
+            onehot = F.one_hot(classes, logits.shape[1]).movedim(-1, 1).float()
+            prob = torch.softmax(logits, 1)
+            dims = (0,) + tuple(range(2, logits.ndim))
+            dice = (2 * (prob * onehot).sum(dims) + 1) / (prob.sum(dims) + onehot.sum(dims) + 1)
+            loss = loss + (1 - dice).mean()
+        return loss
+    loss = logits.new_zeros(())
+    if "bce" in config.loss:
+        per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        per_channel = per_pixel.mean(dim=(0,) + tuple(range(2, logits.ndim)))
+        if config.channel_weights is not None:
+            w = torch.as_tensor(config.channel_weights, dtype=per_channel.dtype, device=logits.device)
+            if w.numel() != per_channel.numel():
+                raise ValueError(
+                    f"channel_weights has {w.numel()} values for {per_channel.numel()} channels"
+                )
+            loss = loss + (per_channel * w).sum() / w.sum()
+        else:
+            loss = loss + per_channel.mean()
+    if "dice" in config.loss:
+        loss = loss + soft_dice_loss(logits, target)
+    return loss
+
+
+def _iou_of_batch(logits: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> tuple[int, int]:
+    """(intersection, union) of the foreground: channel 0 > 0.5, or class > 0 for CE."""
+    if config.loss.startswith("ce"):
+        pred = logits.argmax(1) > 0
+        true = target[:, 0] > 0
+    else:
+        pred = logits[:, 0] > 0
+        true = target[:, 0] > 0.5
+    return int((pred & true).sum()), int((pred | true).sum())
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list = field(default_factory=list)
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _make_scheduler(optimizer, config: TrainConfig):
+    if config.schedule is None:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config.epochs, eta_min=config.lr * 0.01
+        )
+    raise ValueError(f"unknown schedule {config.schedule!r}")
+
+
+def _save_checkpoint(
+    path: Path, model, optimizer, scheduler, state: _State, config: TrainConfig, run: dict
+):
+    payload = {
+        "run": run,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": state.epoch,
+        "best_loss": state.best_loss,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "history": state.history,
+        "config": asdict(config),
+        "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
+    """Read a training checkpoint (weights only), naming the file if it is corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ModelError(f"{path}: corrupt or unreadable checkpoint ({err})") from err
+
+
+def _write_history(folder: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_path(folder / "history.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def _run_identity(model, config: TrainConfig, meta: dict) -> dict:
+    """What makes two training runs the same run (for resuming), as JSON-comparable data."""
+    import json
+
+    def canon(x):
+        return json.loads(json.dumps(x, sort_keys=True, default=str))
+
+    cfg = asdict(config)
+    cfg.pop("device")
+    return {
+        "config": canon(cfg),
+        "model": canon(getattr(model, "config", {})),
+        "meta": canon({k: v for k, v in meta.items() if k not in ("train_config", "best_epoch")}),
+        "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+    }
+
+
+def _evaluate(model, loader, config: TrainConfig, device) -> tuple[float, float]:
+    model.eval()
+    total, n, inter, union = 0.0, 0, 0, 0
+    with torch.no_grad(), _autocast(device, config):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            total += float(loss_fn(logits, y, config)) * len(x)
+            n += len(x)
+            i, u = _iou_of_batch(logits, y, config)
+            inter += i
+            union += u
+    return total / max(n, 1), (inter / union if union else 1.0)
+
+
+def _autocast(device: torch.device, config: TrainConfig):
+    enabled = bool(config.amp and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def fit(
+    model: torch.nn.Module,
+    train_data: torch.utils.data.Dataset,
+    val_data: torch.utils.data.Dataset | None = None,
+    *,
+    config: TrainConfig,
+    folder: str | os.PathLike,
+    resume: bool | str = True,
+    meta: dict | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
+    """Train ``model`` and write the model folder; return the history (one dict per epoch).
+
+    Parameters
+    ----------
+    model : UNet
+        Trained in place (parameters with ``requires_grad=False`` stay frozen).
+    train_data, val_data : Dataset
+        Return (image, target) tensors; a ``set_epoch(epoch)`` method, when present, is
+        called before each epoch (see :class:`neuroseg.loaders.CropDataset`).
+    config : TrainConfig
+    folder : path
+        The model folder (created). With ``resume=True`` and ``checkpoints/last.pt`` present,
+        training continues from it; the checkpoint must come from the same run (same
+        ``config``, model architecture and ``meta``), else :class:`ModelError` is raised.
+        ``resume="if_compatible"`` instead starts afresh (removing the old checkpoints) when
+        the checkpoint is from a different run, which is what a pipeline re-run after a change
+        of parameters wants. ``resume=False`` always starts afresh. A finished run
+        (checkpoint at ``config.epochs``) returns at once with its history.
+    meta : dict
+        Stored in ``config.json`` (target type, normalisation, crop, pixel size...).
+    on_epoch_end : callable
+        Called as ``on_epoch_end(epoch, row)`` after the epoch's checkpoint is written.
+
+    Examples
+    --------
+    See ``tests/test_train.py`` and ``notebooks/10_nucleus_pretraining.ipynb``.
+    """
+    folder = Path(folder)
+    ckpt_dir = folder / "checkpoints"
+    device = torch.device(config.device) if config.device else default_device()
+    model.to(device)
+    optimizer = _make_optimizer(model, config)
+    scheduler = _make_scheduler(optimizer, config)
+    state = _State()
+    last = ckpt_dir / "last.pt"
+    meta = dict(meta or {})
+    meta["train_config"] = asdict(config)
+    run = _run_identity(model, config, meta)
+    if resume not in (True, False, "if_compatible"):
+        raise ValueError(f"resume must be True, False or 'if_compatible', got {resume!r}")
+    if last.exists() and resume:
+        ckpt = load_checkpoint(last, map_location=device)
+        differ = [k for k in run if ckpt.get("run", {}).get(k) != run[k]]
+        if differ and resume == "if_compatible":
+            print(f"{last}: from a different run ({', '.join(differ)} changed); starting afresh")
+            for old in ckpt_dir.glob("*.pt"):
+                old.unlink()
+            ckpt = None
+        elif differ:
+            raise ModelError(
+                f"{last}: checkpoint is from a different run ({', '.join(differ)} differ); "
+                "use another folder, resume=False or resume='if_compatible'"
+            )
+    else:
+        ckpt = None
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise ModelError(f"{last}: checkpoint does not match the model ({err})") from err
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = _State(
+            epoch=ckpt["epoch"],
+            best_loss=ckpt["best_loss"],
+            best_epoch=ckpt["best_epoch"],
+            bad_epochs=ckpt["bad_epochs"],
+            history=list(ckpt["history"]),
+        )
+    elif not resume:
+        for old in ckpt_dir.glob("*.pt"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+
+    val_loader = None
+    if val_data is not None:
+        val_loader = torch.utils.data.DataLoader(val_data, batch_size=config.batch_size, shuffle=False)
+    stop = state.bad_epochs >= (config.early_stopping or math.inf)
+    bar = tqdm(
+        total=config.epochs, initial=state.epoch, desc="epochs", disable=not progress, leave=True
+    )
+    while state.epoch < config.epochs and not stop:
+        epoch = state.epoch
+        start = time.perf_counter()
+        if hasattr(train_data, "set_epoch"):
+            train_data.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        loader = torch.utils.data.DataLoader(
+            train_data, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=True
+        )
+        if len(loader) == 0:
+            raise ValueError(
+                f"training set yields {len(train_data)} samples, fewer than one batch of "
+                f"{config.batch_size}"
+            )
+        model.train()
+        total, n, inter, union = 0.0, 0, 0, 0
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, config):
+                logits = model(x)
+            loss = loss_fn(logits, y, config)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch}: loss became {float(loss)}")
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            total += float(loss.detach()) * len(x)
+            n += len(x)
+            i, u = _iou_of_batch(logits.detach(), y, config)
+            inter += i
+            union += u
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": total / n,
+            "train_iou": inter / union if union else 1.0,
+            "val_loss": float("nan"),
+            "val_iou": float("nan"),
+            "lr": lr,
+            "seconds": 0.0,
+        }
+        if val_loader is not None:
+            row["val_loss"], row["val_iou"] = _evaluate(model, val_loader, config, device)
+        row["seconds"] = round(time.perf_counter() - start, 3)
+        monitored = row["val_loss"] if val_loader is not None else row["train_loss"]
+        state.history.append(row)
+        state.epoch = epoch + 1
+        improved = monitored < state.best_loss
+        if improved:
+            state.best_loss, state.best_epoch, state.bad_epochs = monitored, epoch + 1, 0
+        else:
+            state.bad_epochs += 1
+        meta["best_epoch"] = state.best_epoch
+        if improved:
+            _save_checkpoint(ckpt_dir / "best.pt", model, optimizer, scheduler, state, config, run)
+            save_model(model, folder, meta=meta, device=str(device))
+        _save_checkpoint(last, model, optimizer, scheduler, state, config, run)
+        _write_history(folder, state.history)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
+        if config.early_stopping is not None and state.bad_epochs >= config.early_stopping:
+            stop = True
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+    bar.close()
+    # leave the best weights in the model and the folder
+    best = ckpt_dir / "best.pt"
+    if best.exists():
+        model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
+    return list(state.history)
+
+
+def history_frame(folder: str | os.PathLike):
+    """``history.csv`` of a model folder as a DataFrame."""
+    import pandas as pd
+
+    path = Path(folder) / "history.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training history")
+    return pd.read_csv(path)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy's legacy global RNG, and make CPU kernels deterministic."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,189 @@
+"""Training loop: determinism, resume after an interruption, checkpoints, freezing."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neuroseg import augment, loaders, models, synthetic, train
+from neuroseg.instances import fg_contour_targets
+
+TINY = {"ndim": 2, "in_channels": 1, "out_channels": 2, "depth": 2, "base_features": 4}
+
+
+def _datasets(seed=0):
+    pairs = [synthetic.nuclei_2d((40, 40), n=5, seed=s) for s in range(4)]
+    images = [img[None] for img, _ in pairs]
+    labels = [lab for _, lab in pairs]
+    tr = loaders.CropDataset(
+        images, labels, crop=(32, 32), target_fn=fg_contour_targets,
+        augmenter=augment.Augmenter(elastic_p=0.5), samples_per_epoch=8, seed=seed,
+    )
+    va = loaders.CropDataset(
+        images, labels, crop=(32, 32), target_fn=fg_contour_targets, samples_per_epoch=4,
+        seed=seed + 1, fixed=True,
+    )
+    return tr, va
+
+
+def _fit(folder, *, epochs=3, seed=0, **kw):
+    model = models.build_unet(TINY, seed=seed)
+    tr, va = _datasets(seed)
+    config = train.TrainConfig(epochs=epochs, batch_size=4, lr=1e-2, seed=seed, device="cpu")
+    history = train.fit(model, tr, va, config=config, folder=folder, progress=False, **kw)
+    return model, history
+
+
+def _state(folder, name="last.pt"):
+    return train.load_checkpoint(folder / "checkpoints" / name)["model"]
+
+
+def _same_state(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fit_writes_model_folder_and_history(tmp_path):
+    model, history = _fit(tmp_path / "m")
+    folder = tmp_path / "m"
+    for name in ("config.json", "weights.pt", "env.json", "history.csv"):
+        assert (folder / name).exists(), name
+    frame = pd.read_csv(folder / "history.csv")
+    assert list(frame.epoch) == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_iou", "lr", "seconds"} <= set(frame.columns)
+    assert frame.train_loss.iloc[-1] < frame.train_loss.iloc[0]
+    loaded = models.load_model(folder)
+    assert loaded.meta["train_config"]["epochs"] == 3
+    # the folder holds the best epoch's weights, and fit leaves them in the model
+    assert _same_state(loaded.state_dict(), _state(folder, "best.pt"))
+    assert _same_state(model.state_dict(), loaded.state_dict())
+
+
+def test_same_seed_same_weights_on_cpu(tmp_path):
+    _fit(tmp_path / "a", epochs=2)
+    _fit(tmp_path / "b", epochs=2)
+    _fit(tmp_path / "c", epochs=2, seed=1)
+    assert _same_state(_state(tmp_path / "a"), _state(tmp_path / "b"))
+    assert not _same_state(_state(tmp_path / "a"), _state(tmp_path / "c"))
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    _, full_history = _fit(tmp_path / "full", epochs=3)
+
+    def interrupt(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "resumed", epochs=3, on_epoch_end=interrupt)
+    assert train.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["epoch"] == 1
+    _, resumed_history = _fit(tmp_path / "resumed", epochs=3, resume=True)
+    assert _same_state(_state(tmp_path / "full"), _state(tmp_path / "resumed"))
+    drop = ["seconds"]
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(full_history).drop(columns=drop), pd.DataFrame(resumed_history).drop(columns=drop)
+    )
+
+
+def test_resume_of_a_different_run(tmp_path):
+    _fit(tmp_path / "m", epochs=2)
+    model = models.build_unet(TINY, seed=0)
+    tr, va = _datasets()
+    other = train.TrainConfig(epochs=2, batch_size=4, lr=5e-3, device="cpu")
+    with pytest.raises(models.ModelError, match="different run"):
+        train.fit(model, tr, va, config=other, folder=tmp_path / "m", progress=False)
+    history = train.fit(
+        model, tr, va, config=other, folder=tmp_path / "m", progress=False, resume="if_compatible"
+    )
+    assert len(history) == 2
+    assert train.load_checkpoint(tmp_path / "m" / "checkpoints" / "last.pt")["config"]["lr"] == 5e-3
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    _fit(tmp_path / "m", epochs=1)
+    last = tmp_path / "m" / "checkpoints" / "last.pt"
+    last.write_bytes(b"not a checkpoint")
+    with pytest.raises(models.ModelError, match="last.pt"):
+        _fit(tmp_path / "m", epochs=2)
+
+
+def test_frozen_layers_do_not_change(tmp_path):
+    model = models.build_unet(TINY, seed=0)
+    models.freeze_all_but_last(model, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tr, va = _datasets()
+    config = train.TrainConfig(epochs=1, batch_size=4, lr=1e-2, device="cpu")
+    train.fit(model, tr, va, config=config, folder=tmp_path / "m", progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("head.") or "running" in k or "num_batches" in k for k in changed)
+    assert any(k.startswith("head.") for k in changed)
+
+
+def test_losses():
+    logits = torch.tensor([[[[10.0, -10.0]]]])
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    for loss in ("bce", "dice", "bce+dice"):
+        value = float(train.loss_fn(logits, target, train.TrainConfig(loss=loss)))
+        assert 0 <= value < 0.01, loss
+    wrong = float(train.loss_fn(-logits, target, train.TrainConfig(loss="bce")))
+    assert wrong > 5
+    classes = torch.tensor([[[[2, 0]]]]).float()
+    ce_logits = torch.tensor([[[[0.0, 9.0]], [[0.0, 0.0]], [[9.0, 0.0]]]])
+    assert float(train.loss_fn(ce_logits, classes, train.TrainConfig(loss="ce"))) < 0.01
+    with pytest.raises(ValueError, match="channel_weights"):
+        train.loss_fn(logits, target, train.TrainConfig(channel_weights=(1.0, 2.0)))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="loss"):
+        train.TrainConfig(loss="l2")
+    with pytest.raises(ValueError, match="optimizer"):
+        train.TrainConfig(optimizer="lbfgs")
+
+
+def test_dataset_too_small_for_a_batch(tmp_path):
+    model = models.build_unet(TINY, seed=0)
+    tr, _ = _datasets()
+    config = train.TrainConfig(epochs=1, batch_size=16, device="cpu")
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train.fit(model, tr, None, config=config, folder=tmp_path / "m", progress=False)
+
+
+def test_crop_dataset_is_a_function_of_seed_epoch_index():
+    tr, va = _datasets()
+    a0 = tr.sample(3)
+    tr.set_epoch(1)
+    a1 = tr.sample(3)
+    tr.set_epoch(0)
+    assert np.array_equal(tr.sample(3)[0], a0[0])
+    assert not np.array_equal(a1[0], a0[0])
+    v0 = va.sample(2)
+    va.set_epoch(5)
+    assert np.array_equal(va.sample(2)[1], v0[1])
+
+
+def test_crop_dataset_validates_inputs():
+    image, labels = synthetic.nuclei_2d((20, 20), seed=0)
+    with pytest.raises(ValueError, match="does not match"):
+        loaders.CropDataset([image[None]], [labels[:10]], crop=(8, 8), target_fn=fg_contour_targets)
+    with pytest.raises(ValueError, match="equally many"):
+        loaders.CropDataset([image[None]], [], crop=(8, 8), target_fn=fg_contour_targets)
+
+
+def test_random_crop_pads_small_images():
+    rng = np.random.default_rng(0)
+    image, labels = synthetic.nuclei_2d((20, 24), seed=0)
+    crop_img, crop_lab = loaders.random_crop(image[None], labels, (32, 16), rng=rng)
+    assert crop_img.shape == (1, 32, 16) and crop_lab.shape == (32, 16)
+
+
+def test_normalize_and_grey():
+    assert loaders.normalize(np.array([[0, 50], [100, 100]]), pmin=0, pmax=100).tolist() == [
+        [0.0, 0.5], [1.0, 1.0]]
+    with pytest.raises(ValueError, match="NaN"):
+        loaders.normalize(np.array([0.0, np.nan]))
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 1] = 100
+    assert np.allclose(loaders.to_grey(rgb), 71.54)
+    with pytest.raises(ValueError, match="2D grey or RGB"):
+        loaders.to_grey(np.zeros((2, 2, 2, 2)))
