@@ -414,5 +414,5 @@ def history_frame(folder: str | os.PathLike):
 def seed_everything(seed: int) -> None:
     """Seed torch and numpy's legacy global RNG, and make CPU kernels deterministic."""
     torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may use the legacy RNG
     torch.use_deterministic_algorithms(True, warn_only=True)
