@@ -1,0 +1,757 @@
+"""Link 2D segments of neighbouring z-slices into 3D objects ("Know Your Neighbour").
+
+An EM volume is segmented slice by slice in 2D (e.g. with
+:func:`neuroseg.instances.labels_from_boundaries_stack`); :func:`link_slices` then decides
+which segments of slice ``z`` and slice ``z + g`` belong to the same neuron and gives every
+connected group of segments one 3D ID.
+
+Pipeline
+--------
+1. **Segments.** A segment is a non-zero label of one slice, identified by ``(z, id)``. IDs
+   are normally unique over the volume; when an ID occurs in several slices, every slice's
+   copy is a separate segment (the same as offsetting the IDs of each slice past those of
+   the slices before it). The link table always names segments by their *input* ID plus
+   ``z_a``/``z_b``.
+2. **Candidate pairs** (the rows of the link table): every pair of segments of slices ``z``
+   and ``z + g``, ``1 <= g <= max_gap``, that overlap by at least one voxel, counted with
+   :func:`neuroseg.metrics.contingency` (the project's single overlap routine), with their
+   IoU, overlap and sizes.
+3. **Scores**: the IoU for ``"overlap"``, ``"hungarian"`` and ``"graph"``; the output of
+   ``linker.score_pairs`` for ``"learned"``.
+4. **Decisions**, gap by gap (``g = 1, 2, ..., max_gap``). A pair at gap ``g`` is *eligible*
+   when its score is ``>= threshold`` and, for ``g >= 2``, neither segment already has a
+   link across the slices in between (``a`` has no link to slices ``z+1 .. z+g-1`` and
+   ``b`` none from them). Gap pairs therefore only bridge a blank slice or a missing
+   continuation; they never add a second link to a segment that is already continued. The
+   method's rule then picks links among the eligible pairs of that gap:
+
+   - ``"overlap"`` -- Cellpose's ``stitch3D`` (``stitch_threshold``) rule, see below;
+   - ``"hungarian"`` -- one-to-one assignment maximising the summed IoU;
+   - ``"graph"`` and ``"learned"`` -- every eligible pair is a link (union-find), so
+     a neurite may branch and two may join.
+5. **3D IDs**: connected components (:func:`scipy.sparse.csgraph.connected_components`) of
+   the graph of links, via :func:`relabel_from_links`; IDs are consecutive ``1..N``,
+   numbered in order of each object's first segment (lowest ``z``, then lowest 2D ID).
+
+Because the candidate pairs and their scores do not depend on the threshold, the table can
+be re-decided at another threshold without recomputing any overlap (:func:`relink`), which
+gives exactly what :func:`link_slices` gives at that threshold.
+
+The "overlap" method and Cellpose
+---------------------------------
+Cellpose's ``stitch3D`` goes through the slices in order; for slice ``z + 1`` it computes the
+IoU of every mask with every (already stitched) mask of slice ``z``, sets IoUs below
+``stitch_threshold`` to 0, then keeps in every *column* (mask of slice ``z``) only its
+maximum (``iou[iou < iou.max(axis=0)] = 0``) and finally gives each mask of ``z + 1`` the ID
+of the row argmax, or a new ID when its row is all 0. Reproduced here on the link table:
+a pair is linked when its IoU is ``>= threshold``, ``b`` is the best partner of ``a`` among
+the eligible pairs of ``a``, and ``a`` is the best of the segments that chose ``b`` (ties to
+the smaller 2D ID). The result is one-to-one, except that a segment of ``z`` passes its ID
+to *several* segments of ``z + 1`` when they tie exactly for its best IoU (Cellpose
+behaves the same; its early versions, without the column-maximum line, were
+many-to-one). Differences from Cellpose: IoUs are always between 2D segments (Cellpose
+measures against the stitched masks of ``z``, which differ only after such a tie), and
+Cellpose never bridges gaps (``max_gap=1`` here); with ``max_gap > 1`` a segment left
+without a link looks back up to ``max_gap`` slices with the same rule.
+
+The learned linker
+------------------
+Any object with a ``score_pairs(labels, raw, pairs, *, resolution)`` method (see
+:class:`PairScorer`) plugs in with ``method="learned"``: it receives the label volume
+(read-only), ``raw`` as given, the candidate pairs (a DataFrame with the columns of
+:data:`PAIR_COLUMNS`, one row per pair) and ``resolution``, and returns one score in
+``[0, 1]`` per row (higher = same neuron). :class:`OverlapLinker` is a reference
+implementation from overlap features alone.
+
+``resolution`` (the (z, y, x) voxel size, e.g. in nm) does not change the overlap methods'
+decisions (overlaps are counted in voxels of two slices of the same grid); it is validated,
+stored in the result and passed to the linker.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
+
+from .metrics import _as_labels, _pair_iou, contingency
+
+__all__ = [
+    "LINK_COLUMNS",
+    "METHODS",
+    "PAIR_COLUMNS",
+    "LinkResult",
+    "OverlapLinker",
+    "PairScorer",
+    "link_slices",
+    "relabel_from_links",
+    "relink",
+]
+
+#: Linking methods accepted by :func:`link_slices`.
+METHODS = ("overlap", "hungarian", "graph", "learned")
+
+#: Columns of the candidate pairs handed to a linker.
+PAIR_COLUMNS = ("z_a", "z_b", "id_a", "id_b", "iou", "overlap", "size_a", "size_b")
+
+#: Columns of the link table (:attr:`LinkResult.links`).
+LINK_COLUMNS = (*PAIR_COLUMNS, "score", "linked")
+
+_UINT32_MAX = int(np.iinfo(np.uint32).max)
+
+
+# --------------------------------------------------------------------------------------------
+# public types
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class PairScorer(Protocol):
+    """What ``method="learned"`` needs from a linker.
+
+    ``score_pairs(labels, raw, pairs, *, resolution)`` gets the (z, y, x) label volume
+    (read-only; segments are ``(z, id)``), the ``raw`` volume as passed to
+    :func:`link_slices` (possibly None: a linker that needs it should raise
+    :class:`ValueError`), the candidate pairs (columns :data:`PAIR_COLUMNS`) and the voxel
+    size (a (z, y, x) tuple of floats, or None). It returns one score in [0, 1] per row of
+    ``pairs``, in row order; higher means "same neuron".
+    """
+
+    def score_pairs(
+        self,
+        labels: np.ndarray,
+        raw: np.ndarray | None,
+        pairs: pd.DataFrame,
+        *,
+        resolution: tuple[float, float, float] | None,
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, eq=False)
+class LinkResult:
+    """3D labels and the link table of :func:`link_slices` or :func:`relink`.
+
+    Attributes
+    ----------
+    labels : ndarray of uint32, shape (z, y, x)
+        3D IDs ``1..N`` (consecutive); 0 stays 0.
+    links : pandas.DataFrame
+        One row per candidate pair, columns :data:`LINK_COLUMNS`: ``z_a < z_b`` slices,
+        ``id_a``/``id_b`` input 2D IDs, ``iou``, ``overlap`` (voxels), ``size_a``/``size_b``
+        (voxels), ``score`` (what the decision used) and ``linked`` (bool). Rows are sorted
+        by ``z_a``, ``z_b``, ``id_a``, ``id_b``.
+    method : str or None
+        Method that decided the links.
+    threshold : float or None
+        Score threshold used.
+    resolution : tuple of float or None
+        (z, y, x) voxel size as given.
+    """
+
+    labels: np.ndarray
+    links: pd.DataFrame
+    method: str | None = None
+    threshold: float | None = None
+    resolution: tuple[float, float, float] | None = None
+
+    @property
+    def n_objects(self) -> int:
+        """Number of 3D objects (the largest ID)."""
+        return int(self.labels.max()) if self.labels.size else 0
+
+
+class OverlapLinker:
+    """A linker that scores pairs from their overlap alone; no training, no raw data.
+
+    ``score = overlap / min(size_a, size_b)``, the fraction of the smaller segment that the
+    other covers (the maximum of ``overlap / size_a`` and ``overlap / size_b``). Unlike the
+    IoU it stays high when a neurite branches or two join (the small piece lies inside the
+    big one), so with ``method="learned"`` it links branches that IoU thresholds miss. It is
+    the reference implementation of :class:`PairScorer`.
+
+    Examples
+    --------
+    >>> pairs = pd.DataFrame({"overlap": [4, 1], "size_a": [8, 8], "size_b": [4, 2]})
+    >>> OverlapLinker().score_pairs(None, None, pairs, resolution=None).tolist()
+    [1.0, 0.5]
+    """
+
+    def score_pairs(
+        self,
+        labels: np.ndarray | None,
+        raw: np.ndarray | None,
+        pairs: pd.DataFrame,
+        *,
+        resolution: tuple[float, float, float] | None = None,
+    ) -> np.ndarray:
+        """Fraction of the smaller segment covered, one value per row of ``pairs``.
+
+        Parameters
+        ----------
+        labels, raw : ndarray or None
+            Unused.
+        pairs : pandas.DataFrame
+            Needs the columns ``overlap``, ``size_a`` and ``size_b``.
+        resolution : tuple of float or None, optional
+            Unused.
+
+        Returns
+        -------
+        ndarray of float64
+            Scores in [0, 1].
+        """
+        missing = [c for c in ("overlap", "size_a", "size_b") if c not in pairs.columns]
+        if missing:
+            raise ValueError(f"pairs lacks the columns {missing}")
+        overlap = pairs["overlap"].to_numpy(np.float64)
+        smaller = np.minimum(pairs["size_a"].to_numpy(np.float64), pairs["size_b"].to_numpy())
+        return overlap / np.maximum(smaller, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+
+def _check_labels(labels: npt.ArrayLike, name: str = "labels") -> np.ndarray:
+    arr = np.asarray(labels)
+    if np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"{name} must be an integer label array; got dtype {arr.dtype}")
+    arr = _as_labels(arr, name)
+    if arr.ndim != 3:
+        raise ValueError(
+            f"{name} must be a 3D (z, y, x) array of 2D segments; got shape {arr.shape}"
+        )
+    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
+        raise ValueError(f"{name} must not contain negative labels; minimum is {arr.min()}")
+    return arr
+
+
+def _check_method(method: str, allowed: Sequence[str] = METHODS) -> str:
+    if method not in allowed:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(allowed)}")
+    return method
+
+
+def _check_threshold(threshold: float) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"threshold must be a number in [0, 1]; got {threshold!r}")
+    t = float(threshold)
+    if not 0.0 <= t <= 1.0:  # also rejects NaN
+        raise ValueError(f"threshold must be in [0, 1]; got {threshold}")
+    return t
+
+
+def _check_max_gap(max_gap: int) -> int:
+    if isinstance(max_gap, bool) or not isinstance(max_gap, numbers.Integral):
+        raise TypeError(f"max_gap must be an integer >= 1; got {max_gap!r}")
+    if max_gap < 1:
+        raise ValueError(f"max_gap must be >= 1; got {max_gap}")
+    return int(max_gap)
+
+
+def _check_resolution(resolution: Sequence[float] | None) -> tuple[float, float, float] | None:
+    if resolution is None:
+        return None
+    try:
+        values = tuple(float(v) for v in resolution)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"resolution must be 3 positive numbers (z, y, x); got {resolution!r}"
+        ) from None
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"resolution must be 3 positive numbers (z, y, x); got {resolution!r}")
+    return values  # type: ignore[return-value]
+
+
+def _check_links(links: pd.DataFrame, needed: Sequence[str]) -> None:
+    if not isinstance(links, pd.DataFrame):
+        raise TypeError(f"links must be a pandas DataFrame; got {type(links).__name__}")
+    missing = [c for c in needed if c not in links.columns]
+    if missing:
+        raise ValueError(f"links lacks the columns {missing}")
+
+
+# --------------------------------------------------------------------------------------------
+# segments (nodes of the link graph)
+# --------------------------------------------------------------------------------------------
+
+
+def _slice_ids(s: np.ndarray) -> np.ndarray:
+    """Sorted non-zero labels present in one slice."""
+    flat = s.ravel()
+    if flat.size == 0:
+        return flat[:0]
+    hi = int(flat.max())
+    if hi == 0:
+        return flat[:0]
+    if hi <= 4 * flat.size + (1 << 16):
+        present = np.bincount(flat.astype(np.intp, copy=False), minlength=hi + 1)
+        return (np.flatnonzero(present[1:]) + 1).astype(flat.dtype)
+    ids = np.unique(flat)
+    return ids[ids != 0]
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """The segments of a volume: node ``offsets[z] + i`` is ``ids[z][i]`` of slice ``z``."""
+
+    ids: list[np.ndarray]
+    offsets: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.offsets[-1])
+
+    @classmethod
+    def of(cls, labels: np.ndarray) -> _Segments:
+        ids = [_slice_ids(labels[z]) for z in range(labels.shape[0])]
+        offsets = np.zeros(len(ids) + 1, np.int64)
+        offsets[1:] = np.cumsum([i.size for i in ids])
+        return cls(ids, offsets)
+
+    def nodes(self, z: np.ndarray, ids: np.ndarray, side: str) -> np.ndarray:
+        """Node index of each ``(z, id)``; ValueError when a segment is not in the volume."""
+        z = np.asarray(z, np.int64)
+        ids = np.asarray(ids)
+        out = np.zeros(z.size, np.int64)
+        if z.size == 0:
+            return out
+        nz = len(self.ids)
+        bad = (z < 0) | (z >= nz)
+        if bad.any():
+            raise ValueError(f"links refer to slice z_{side}={int(z[bad][0])}; labels has {nz}")
+        order = np.argsort(z, kind="stable")
+        bounds = np.searchsorted(z[order], np.arange(nz + 1))
+        for k in np.flatnonzero(np.diff(bounds)):  # loop over slices that have rows
+            rows = order[bounds[k] : bounds[k + 1]]
+            known = self.ids[k]
+            pos = np.searchsorted(known, ids[rows])
+            found = np.zeros(rows.size, bool)
+            if known.size:
+                found = known[np.minimum(pos, known.size - 1)] == ids[rows]
+            if not found.all():
+                raise ValueError(
+                    f"links refer to segment id_{side}={ids[rows][~found][0]} in slice {k}, "
+                    "which labels does not contain"
+                )
+            out[rows] = self.offsets[k] + pos
+        return out
+
+
+def _components(n: int, na: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """Object index (0-based) of every node; objects numbered by their lowest node."""
+    if n == 0:
+        return np.zeros(0, np.int64)
+    graph = sparse.coo_array((np.ones(na.size, np.int8), (na, nb)), shape=(n, n)).tocsr()
+    n_comp, comp = connected_components(graph, directed=False)
+    first = np.full(n_comp, n, np.int64)
+    np.minimum.at(first, comp, np.arange(n, dtype=np.int64))
+    rank = np.empty(n_comp, np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(n_comp)
+    return rank[comp]
+
+
+def _paint(labels: np.ndarray, segs: _Segments, obj: np.ndarray) -> np.ndarray:
+    """3D label volume: every segment painted with its object index + 1."""
+    if segs.n > _UINT32_MAX:
+        raise OverflowError(f"{segs.n} segments do not fit in uint32")
+    out = np.zeros(labels.shape, np.uint32)
+    values = (obj + 1).astype(np.uint32)
+    for z, ids in enumerate(segs.ids):
+        if ids.size == 0:
+            continue
+        vals = values[segs.offsets[z] : segs.offsets[z + 1]]
+        s = labels[z]
+        hi = int(ids[-1])
+        if hi <= 4 * s.size + (1 << 16):
+            lut = np.zeros(hi + 1, np.uint32)
+            lut[ids.astype(np.intp)] = vals
+            out[z] = lut[s]
+        else:
+            pos = np.minimum(np.searchsorted(ids, s), ids.size - 1)
+            out[z] = np.where(s != 0, vals[pos], 0)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# decision rules: each takes the eligible pairs of one gap and returns a keep mask
+# --------------------------------------------------------------------------------------------
+
+
+def _rule_all(na: np.ndarray, nb: np.ndarray, score: np.ndarray) -> np.ndarray:
+    return np.ones(na.size, bool)
+
+
+def _rule_cellpose(na: np.ndarray, nb: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Keep the best partner of every ``a``; then every ``b`` takes its best remaining ``a``."""
+    ua, ia = np.unique(na, return_inverse=True)
+    best = np.full(ua.size, -np.inf)
+    np.maximum.at(best, ia, score)
+    cand = np.flatnonzero(score >= best[ia])
+    order = cand[np.lexsort((na[cand], -score[cand], nb[cand]))]
+    first = np.ones(order.size, bool)
+    first[1:] = nb[order][1:] != nb[order][:-1]
+    keep = np.zeros(na.size, bool)
+    keep[order[first]] = True
+    return keep
+
+
+def _rule_hungarian(na: np.ndarray, nb: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """One-to-one links maximising the summed score (sparse Jonker-Volgenant, LAPJVsp).
+
+    Every ``a`` also gets a private dummy partner, so a full matching of the ``a`` side
+    always exists; edge costs ``2 - score`` (real) and ``2`` (dummy) are all non-zero, and
+    the minimum-cost full matching maximises the summed score of the real links. All slice
+    pairs of one gap are solved in one call (their graphs are disjoint). Pairs whose two
+    segments have no other eligible pair are kept without solving anything.
+    """
+    ua, r = np.unique(na, return_inverse=True)
+    ub, c = np.unique(nb, return_inverse=True)
+    alone = (np.bincount(r)[r] == 1) & (np.bincount(c)[c] == 1)
+    keep = alone.copy()
+    contested = np.flatnonzero(~alone)
+    if contested.size:
+        keep[contested] = _assign(r[contested], c[contested], score[contested])
+    return keep
+
+
+def _assign(r: np.ndarray, c: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Keep mask of the maximum-score one-to-one matching of the edges ``(r, c)``."""
+    ua, r = np.unique(r, return_inverse=True)
+    ub, c = np.unique(c, return_inverse=True)
+    nr, nc = ua.size, ub.size
+    rows = np.concatenate([r, np.arange(nr)])
+    cols = np.concatenate([c, nc + np.arange(nr)])
+    cost = np.concatenate([2.0 - score, np.full(nr, 2.0)])
+    graph = sparse.csr_array((cost, (rows, cols)), shape=(nr, nc + nr))
+    mr, mc = min_weight_full_bipartite_matching(graph)
+    real = mc < nc
+    chosen = np.zeros(nr, np.int64) - 1
+    chosen[mr[real]] = mc[real]
+    return chosen[r] == c
+
+
+_RULES = {
+    "overlap": _rule_cellpose,
+    "hungarian": _rule_hungarian,
+    "graph": _rule_all,
+    "learned": _rule_all,
+}
+
+
+def _decide(
+    method: str,
+    na: np.ndarray,
+    nb: np.ndarray,
+    gap: np.ndarray,
+    score: np.ndarray,
+    threshold: float,
+    n_nodes: int,
+) -> np.ndarray:
+    """``linked`` flag of every pair, deciding gap by gap (see the module docstring)."""
+    rule = _RULES[method]
+    linked = np.zeros(na.size, bool)
+    has_next = np.zeros(n_nodes, bool)  # segment already linked to a later slice
+    has_prev = np.zeros(n_nodes, bool)  # segment already linked from an earlier slice
+    for g in np.unique(gap):
+        idx = np.flatnonzero((gap == g) & (score >= threshold))
+        idx = idx[~has_next[na[idx]] & ~has_prev[nb[idx]]]
+        if idx.size == 0:
+            continue
+        sel = idx[rule(na[idx], nb[idx], score[idx])]
+        linked[sel] = True
+        has_next[na[sel]] = True
+        has_prev[nb[sel]] = True
+    return linked
+
+
+# --------------------------------------------------------------------------------------------
+# candidate pairs
+# --------------------------------------------------------------------------------------------
+
+
+def _candidate_pairs(
+    labels: np.ndarray, segs: _Segments, max_gap: int
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """All overlapping pairs up to ``max_gap``, with their node indices."""
+    nz = labels.shape[0]
+    parts: list[tuple[np.ndarray, ...]] = []
+    for za in range(nz):
+        if segs.ids[za].size == 0:
+            continue
+        for zb in range(za + 1, min(za + max_gap, nz - 1) + 1):
+            if segs.ids[zb].size == 0:
+                continue
+            c = contingency(labels[za], labels[zb], ignore_a=0, ignore_b=0)
+            if c.counts.size == 0:
+                continue
+            ri, ci, iou = _pair_iou(c)
+            na = segs.offsets[za] + np.searchsorted(segs.ids[za], c.a_ids)
+            nb = segs.offsets[zb] + np.searchsorted(segs.ids[zb], c.b_ids)
+            k = c.counts.size
+            parts.append(
+                (
+                    np.full(k, za, np.int64),
+                    np.full(k, zb, np.int64),
+                    c.a_ids,
+                    c.b_ids,
+                    iou,
+                    c.counts,
+                    c.a_sizes[ri],
+                    c.b_sizes[ci],
+                    na,
+                    nb,
+                )
+            )
+    if parts:
+        cols = [np.concatenate(p) for p in zip(*parts, strict=True)]
+    else:
+        e = np.zeros(0, np.int64)
+        ids = labels.ravel()[:0]
+        cols = [e, e, ids, ids, np.zeros(0), e, e, e, e, e]
+    data = dict(zip(PAIR_COLUMNS, cols[:8], strict=True))
+    data["iou"] = np.asarray(data["iou"], np.float64)
+    for name in ("overlap", "size_a", "size_b"):
+        data[name] = np.asarray(data[name], np.int64)
+    return pd.DataFrame(data), cols[8], cols[9]
+
+
+def _linker_scores(linker: object, labels, raw, pairs: pd.DataFrame, resolution) -> np.ndarray:
+    if not callable(getattr(linker, "score_pairs", None)):
+        raise TypeError(
+            f"linker must have a score_pairs(labels, raw, pairs, *, resolution) method; "
+            f"got {type(linker).__name__}"
+        )
+    if len(pairs) == 0:
+        return np.zeros(0)
+    view = labels.view()
+    view.flags.writeable = False
+    out = linker.score_pairs(view, raw, pairs.copy(), resolution=resolution)
+    scores = np.asarray(out, dtype=np.float64)
+    if scores.shape != (len(pairs),):
+        raise ValueError(
+            f"linker.score_pairs must return one score per pair, shape ({len(pairs)},); "
+            f"got shape {scores.shape}"
+        )
+    if not np.isfinite(scores).all() or scores.min() < 0.0 or scores.max() > 1.0:
+        raise ValueError(
+            "linker.score_pairs must return finite scores in [0, 1]; got values in "
+            f"[{np.nanmin(scores)}, {np.nanmax(scores)}]"
+        )
+    return scores
+
+
+# --------------------------------------------------------------------------------------------
+# public functions
+# --------------------------------------------------------------------------------------------
+
+
+def link_slices(
+    labels: npt.ArrayLike,
+    *,
+    raw: npt.ArrayLike | None = None,
+    method: str = "overlap",
+    threshold: float = 0.25,
+    linker: PairScorer | None = None,
+    max_gap: int = 1,
+    resolution: Sequence[float] | None = None,
+) -> LinkResult:
+    """Link the 2D segments of a (z, y, x) stack into 3D objects.
+
+    See the module docstring for the candidate pairs, the gap rule and the methods.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (z, y, x)
+        2D segments, 0 = background/boundary. IDs should be unique over the volume; an ID
+        that occurs in several slices is a separate segment in each (as if the IDs of every
+        slice were offset past those of the slices before it). Not modified.
+    raw : array_like, optional
+        Raw volume, passed unchanged to the linker (``method="learned"``); ignored by the
+        other methods. Its last three axes must match ``labels.shape``.
+    method : {"overlap", "hungarian", "graph", "learned"}, optional
+        ``"overlap"``: Cellpose's ``stitch3D`` rule (default, with Cellpose's default
+        threshold 0.25); ``"hungarian"``: one-to-one assignment maximising the summed IoU
+        of the pairs with IoU ``>= threshold``; ``"graph"``: every pair with IoU
+        ``>= threshold`` is a link; ``"learned"``: every pair whose ``linker`` score is
+        ``>= threshold`` is a link.
+    threshold : float, optional
+        Score threshold in [0, 1]; a pair can only be linked when ``score >= threshold``.
+    linker : PairScorer, optional
+        Required for (and only allowed with) ``method="learned"``; see :class:`PairScorer`.
+        It is not called when there are no candidate pairs.
+    max_gap : int, optional
+        Largest slice distance of a link (>= 1). With ``max_gap=2`` a segment with no link
+        to the next slice can be linked to the slice after it (bridging one blank slice or
+        one missing continuation).
+    resolution : sequence of 3 float, optional
+        (z, y, x) voxel size, e.g. in nm. Stored in the result and passed to the linker;
+        it does not change the decisions of the overlap methods.
+
+    Returns
+    -------
+    LinkResult
+        ``labels`` (uint32 3D IDs ``1..N``, 0 stays 0) and ``links`` (the link table).
+
+    Raises
+    ------
+    TypeError
+        If ``labels`` is not an integer array (floats are refused), or ``linker`` has no
+        ``score_pairs`` method.
+    ValueError
+        If ``labels`` is not 3D or has negative labels, ``method`` is unknown,
+        ``threshold`` is outside [0, 1], ``max_gap < 1``, ``resolution`` is not three
+        positive numbers, ``raw`` has the wrong shape, ``method="learned"`` comes without
+        ``linker`` (or ``linker`` without ``method="learned"``), or the linker returns
+        scores of the wrong shape or outside [0, 1].
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 1, 0, 2]],
+    ...                    [[3, 3, 0, 4]]])
+    >>> res = link_slices(labels)
+    >>> res.labels.tolist()
+    [[[1, 1, 0, 2]], [[1, 1, 0, 2]]]
+    >>> res.links[["id_a", "id_b", "iou", "linked"]].values.tolist()
+    [[1, 3, 1.0, True], [2, 4, 1.0, True]]
+    """
+    arr = _check_labels(labels)
+    method = _check_method(method)
+    t = _check_threshold(threshold)
+    max_gap = _check_max_gap(max_gap)
+    res = _check_resolution(resolution)
+    if method == "learned" and linker is None:
+        raise ValueError("method='learned' needs a linker with a score_pairs method")
+    if method != "learned" and linker is not None:
+        raise ValueError(f"a linker is only used with method='learned'; got method={method!r}")
+    if raw is not None:
+        raw = np.asarray(raw)
+        if raw.shape[-3:] != arr.shape:
+            raise ValueError(
+                f"shape mismatch: raw has shape {raw.shape} but labels has shape {arr.shape}"
+            )
+
+    segs = _Segments.of(arr)
+    pairs, na, nb = _candidate_pairs(arr, segs, max_gap)
+    if method == "learned":
+        score = _linker_scores(linker, arr, raw, pairs, res)
+    else:
+        score = pairs["iou"].to_numpy(copy=True)
+    gap = (pairs["z_b"] - pairs["z_a"]).to_numpy()
+    linked = _decide(method, na, nb, gap, score, t, segs.n)
+    links = pairs.assign(score=score, linked=linked)
+    out = _paint(arr, segs, _components(segs.n, na[linked], nb[linked]))
+    return LinkResult(labels=out, links=links, method=method, threshold=t, resolution=res)
+
+
+def relabel_from_links(labels: npt.ArrayLike, links: pd.DataFrame) -> np.ndarray:
+    """3D IDs from a link table: connected components of its ``linked`` rows.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (z, y, x)
+        The 2D segments the table refers to (as given to :func:`link_slices`).
+    links : pandas.DataFrame
+        Needs the columns ``z_a``, ``z_b``, ``id_a``, ``id_b`` and ``linked`` (bool). Rows
+        may be any subset of pairs; segments in no linked row stay alone.
+
+    Returns
+    -------
+    ndarray of uint32
+        3D IDs ``1..N`` numbered in order of each object's first segment (lowest z, then
+        lowest 2D ID); 0 stays 0.
+
+    Raises
+    ------
+    ValueError
+        If a required column is missing, or a row names a segment that ``labels`` lacks.
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 2]], [[3, 4]]])
+    >>> links = pd.DataFrame({"z_a": [0, 0], "z_b": [1, 1], "id_a": [1, 2],
+    ...                       "id_b": [4, 4], "linked": [True, False]})
+    >>> relabel_from_links(labels, links).tolist()
+    [[[1, 2]], [[3, 1]]]
+    """
+    arr = _check_labels(labels)
+    _check_links(links, ("z_a", "z_b", "id_a", "id_b", "linked"))
+    segs = _Segments.of(arr)
+    linked = links["linked"].to_numpy(dtype=bool)
+    rows = links[linked]
+    na = segs.nodes(rows["z_a"].to_numpy(), rows["id_a"].to_numpy(), "a")
+    nb = segs.nodes(rows["z_b"].to_numpy(), rows["id_b"].to_numpy(), "b")
+    return _paint(arr, segs, _components(segs.n, na, nb))
+
+
+def relink(
+    labels: npt.ArrayLike,
+    links: pd.DataFrame,
+    threshold: float,
+    *,
+    method: str = "graph",
+    resolution: Sequence[float] | None = None,
+) -> LinkResult:
+    """Re-decide a link table at another threshold, without recomputing any overlap.
+
+    The ``score`` column is kept; ``linked`` is recomputed by ``method``'s rule with
+    ``score >= threshold``, gap by gap as in :func:`link_slices`, and the 3D IDs by
+    :func:`relabel_from_links`. For the table of ``link_slices(labels, method=m, ...)``,
+    ``relink(labels, table, t, method=m)`` equals ``link_slices(labels, method=m,
+    threshold=t, ...)`` (for ``"learned"``: with the same linker scores).
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (z, y, x)
+        The 2D segments the table refers to.
+    links : pandas.DataFrame
+        Link table with at least the columns ``z_a``, ``z_b``, ``id_a``, ``id_b`` and
+        ``score``; other columns are kept. Not modified.
+    threshold : float
+        New score threshold in [0, 1].
+    method : {"graph", "learned", "overlap", "hungarian"}, optional
+        Decision rule; ``"graph"`` and ``"learned"`` are the same rule (every pair with
+        ``score >= threshold``).
+    resolution : sequence of 3 float, optional
+        Voxel size to record in the result.
+
+    Returns
+    -------
+    LinkResult
+        New 3D labels and a copy of ``links`` with a recomputed ``linked`` column.
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 1, 1, 0]], [[2, 2, 0, 0]]])
+    >>> res = link_slices(labels, method="graph", threshold=0.5)
+    >>> res.labels.tolist()
+    [[[1, 1, 1, 0]], [[1, 1, 0, 0]]]
+    >>> relink(labels, res.links, 0.9).labels.tolist()
+    [[[1, 1, 1, 0]], [[2, 2, 0, 0]]]
+    """
+    arr = _check_labels(labels)
+    _check_links(links, ("z_a", "z_b", "id_a", "id_b", "score"))
+    t = _check_threshold(threshold)
+    method = _check_method(method)
+    res = _check_resolution(resolution)
+    segs = _Segments.of(arr)
+    za = links["z_a"].to_numpy()
+    zb = links["z_b"].to_numpy()
+    if np.any(zb <= za):
+        raise ValueError("links must have z_b > z_a in every row")
+    na = segs.nodes(za, links["id_a"].to_numpy(), "a")
+    nb = segs.nodes(zb, links["id_b"].to_numpy(), "b")
+    score = links["score"].to_numpy(dtype=np.float64)
+    linked = _decide(method, na, nb, (zb - za).astype(np.int64), score, t, segs.n)
+    new_links = links.assign(linked=linked)
+    out = _paint(arr, segs, _components(segs.n, na[linked], nb[linked]))
+    return LinkResult(labels=out, links=new_links, method=method, threshold=t, resolution=res)
