@@ -75,8 +75,8 @@ lint: $(STAMP)  ## ruff over the package, tests and notebooks
 lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks
 
-data: $(STAMP)  ## check NEUROSEG_DATA; say which datasets are missing and where to get them
-	$(PY) -m neuroseg.datasets
+data: $(STAMP)  ## check NEUROSEG_DATA; download and convert missing datasets (needs internet)
+	$(PY) -m neuroseg.datasets --download
 
 clean:  ## remove the artifacts and quick reports (keeps .venv and the committed reports/)
 	rm -rf artifacts reports/quick

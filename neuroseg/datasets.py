@@ -9,6 +9,7 @@ keeps only what a program needs. Nothing here ever substitutes synthetic data fo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,14 +90,16 @@ DATASETS: dict[str, Dataset] = {
             "ctc_fluo_n2dh_gowt1_01",
             "Cell Tracking Challenge Fluo-N2DH-GOWT1 sequence 01 with GT",
             ("01", "01_GT/TRA/man_track.txt"),
-            "celltrackingchallenge.net (Fluo-N2DH-GOWT1 training data), CTC layout unchanged",
+            "Cell Tracking Challenge Fluo-N2DH-GOWT1 training data (copy: github.com/kaizen123/"
+            "TrainingDataGenerator @ 58d6fc19), CTC layout unchanged",
             "CTC conditions of use (permission needed for public use)",
         ),
         Dataset(
             "neurofinder_2p_subset",
             "Two-photon calcium imaging, 512^2, summary images and 330 soma outlines",
             ("neurofinder_subset.h5",),
-            "Neurofinder training data (codeneuro), first 600 frames; see PROVENANCE.md",
+            "Neurofinder training data, first 600 frames (github.com/neuhofmo/"
+            "calcium-imaging-neuron-detection @ bc3757cd); see PROVENANCE.md",
             "no explicit license (research use)",
         ),
     )
@@ -124,7 +127,14 @@ def require(name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="download each missing dataset from its public source and convert it (needs internet)",
+    )
+    args = parser.parse_args(argv)
+    if args.download and os.environ.get("NEUROSEG_DATA"):
+        Path(os.environ["NEUROSEG_DATA"]).expanduser().mkdir(parents=True, exist_ok=True)
     try:
         root = paths.data_root()
     except paths.DataRootError as err:
@@ -134,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {d.name}: {d.what}\n      from {d.source}", file=sys.stderr)
         return 2
     print(f"NEUROSEG_DATA = {root}")
+    if args.download:
+        from . import fetch
+
+        fetch.fetch_missing(root)
     n_missing = 0
     for d, missing in status():
         if missing:
@@ -146,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ok      {d.name}")
     if n_missing:
         print(
-            f"{n_missing} dataset(s) missing. Download them from the sources above and convert "
-            "them as PROVENANCE.md describes (the README's 'Data' section walks through it)."
+            f"{n_missing} dataset(s) missing. `python -m neuroseg.datasets --download` (what "
+            "`make data` runs) fetches and converts them where there is internet; otherwise "
+            "download them from the sources above and convert them as PROVENANCE.md describes."
         )
         return 1
     print("all datasets present")
