@@ -22,7 +22,7 @@ export NEUROSEG_DATA
 export NEUROSEG_PROFILE := $(PROFILE)
 export PYTHONHASHSEED := 0
 
-ART := artifacts/$(PROFILE)
+ART := $(or $(NEUROSEG_ARTIFACTS),artifacts)/$(PROFILE)
 RUN := $(ART)/runs
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 STEPS := $(basename $(notdir $(NOTEBOOKS)))

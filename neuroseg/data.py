@@ -220,7 +220,7 @@ def read_cremi(
                 raise DataError(f"{path}: missing key {label_key!r} (has {sorted(_keys(f))})")
             lab_ds = f[label_key]
             label_arr = check_labels(lab_ds[...], where=f"{path}:{label_key}", ndim=ndim)
-            check_same_shape(raw.shape, label_arr.shape, where=f"{path}")
+            check_same_shape(raw.shape, label_arr.shape, where=f"{path}:{raw_key} vs {label_key}")
             if resolution is None:
                 resolution = _resolution(lab_ds, raw.ndim)
         axes = raw_ds.attrs.get("axes", "zyx"[-raw.ndim :] if raw.ndim <= 3 else None)
@@ -424,7 +424,7 @@ def read_axondeepseg(root: PathLike, sample_id: str, *, pixel_size: float | None
         if mask.ndim == 3:
             mask = mask[..., 0]
         check_same_shape(image.shape, mask.shape, where=str(mpath))
-        masks[name] = mask >= 128
+        masks[name] = mask > 0 if mask.dtype == bool else mask >= 128
     labels = np.zeros(image.shape, np.uint8)
     for name in ("myelin", "axon", "uaxon"):
         if name in masks:

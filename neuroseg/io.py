@@ -45,6 +45,9 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     tmp = Path(name)
     try:
         yield tmp
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -45,12 +45,12 @@ def split_ids(
     fractions = np.asarray(fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1):
         raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+    if strata is not None and len(strata) != len(ids):
+        raise ValueError(f"strata must have one entry per id ({len(strata)} for {len(ids)} ids)")
     rng = np.random.default_rng(seed)
     groups: dict = {}
     for i, key in enumerate(strata if strata is not None else [0] * len(ids)):
         groups.setdefault(key, []).append(ids[i])
-    if strata is not None and len(strata) != len(ids):
-        raise ValueError("strata must have one entry per id")
     out: dict[str, list] = {p: [] for p in PARTS}
     for key in sorted(groups, key=str):
         members = sorted(groups[key], key=str)

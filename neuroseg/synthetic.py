@@ -68,10 +68,13 @@ def neurites_3d(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A dense 3D labelling of neurites running through z, and an EM-like raw volume.
 
-    Each neurite has a centre that drifts smoothly from slice to slice; every voxel of a
-    slice belongs to the nearest centre (a Voronoi partition), so the labelling is dense
-    and every ID is connected through z. With ``branch=True`` neurite 1 has two centres in
-    the upper half of the volume (it branches). Membranes (voxels on a boundary between IDs)
+    Each neurite has a centre that drifts smoothly from slice to slice (reflected at the
+    borders); every voxel of a slice belongs to the nearest centre (a Voronoi partition), so
+    the labelling is dense. Pieces of an ID cut off from its largest 3D component (where a
+    thin cell shifts between slices) are given to the neighbouring IDs, so every ID is one
+    connected 3D object. With ``branch=True`` neurite 1 gets a second centre in
+    the upper half of the volume that moves gradually away from the first (it branches; in
+    slices where another neurite comes between the two, neurite 1 shows as two pieces). Membranes (voxels on a boundary between IDs)
     are dark in the raw.
 
     Returns
@@ -90,11 +93,13 @@ def neurites_3d(
     start = rng.uniform([0, 0], [ny, nx], size=(n, 2))
     velocity = rng.normal(0, drift, size=(n, 2))
     centres = start[None] + velocity[None] * np.arange(nz)[:, None, None]  # (z, n, 2)
-    centres = np.stack([np.mod(centres[..., 0], ny), np.mod(centres[..., 1], nx)], -1)
+    size = np.array([ny, nx], float) - 1
+    centres = size - np.abs(np.mod(centres, 2 * size) - size)  # reflect at the borders
     ids = np.arange(1, n + 1)
-    if branch:
-        offset = np.array([ny / 4.0, nx / 4.0])
-        extra = centres[:, 0] + offset * (np.arange(nz)[:, None] >= nz // 2)
+    if branch:  # a second centre of neurite 1 moves away from the first above nz // 2
+        ramp = np.clip((np.arange(nz) - nz // 2 + 1) / max(nz // 4, 1), 0, 1)[:, None]
+        extra = centres[:, 0] + ramp * np.array([ny / 3.0, nx / 3.0])
+        extra = size - np.abs(np.mod(extra, 2 * size) - size)
         centres = np.concatenate([centres, extra[:, None]], axis=1)
         ids = np.append(ids, 1)
     yy, xx = np.indices((ny, nx))
@@ -104,9 +109,33 @@ def neurites_3d(
             xx[None] - centres[z, :, 1, None, None]
         ) ** 2
         labels[z] = ids[np.argmin(d, axis=0)]
+    labels = _keep_largest_components(labels)
     from skimage.segmentation import find_boundaries
 
     boundary = np.stack([find_boundaries(s, mode="inner") for s in labels])
     raw = 0.75 - membrane * boundary + rng.normal(0, noise, size=shape)
     raw = ndi.gaussian_filter(raw, (0, 0.7, 0.7))
     return np.clip(raw, 0, 1).astype(np.float32), labels
+
+
+def _keep_largest_components(labels: np.ndarray) -> np.ndarray:
+    """Give every voxel outside its ID's largest 6-connected component to the nearest kept voxel."""
+    import cc3d
+
+    labels = labels.copy()
+    for _ in range(10):
+        comps = cc3d.connected_components(labels, connectivity=6)
+        comp_ids, comp_sizes = np.unique(comps, return_counts=True)
+        owner = np.zeros(int(comp_ids.max()) + 1, labels.dtype)
+        owner[comps.ravel()] = labels.ravel()
+        order = np.lexsort((-comp_sizes, owner[comp_ids]))
+        first = np.ones(len(order), bool)
+        first[1:] = owner[comp_ids[order]][1:] != owner[comp_ids[order]][:-1]
+        kept = np.zeros(len(owner), bool)
+        kept[comp_ids[order][first]] = True
+        keep = kept[comps]
+        if keep.all():
+            break
+        _, index = ndi.distance_transform_edt(~keep, return_indices=True)
+        labels = labels[tuple(index)]
+    return labels
