@@ -79,8 +79,8 @@ def tune_postprocessing(
     probabilities: Sequence[np.ndarray],
     samples: Sequence[data.Sample],
     *,
-    fg_thresholds: Sequence[float] = (0.4, 0.5, 0.6),
-    seed_thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
+    fg_thresholds: Sequence[float] = (0.3, 0.4, 0.5),
+    seed_thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97),
 ) -> tuple[dict, pd.DataFrame]:
     """Grid-search the watershed thresholds on validation images (maximise mean AP at 0.5).
 
