@@ -135,8 +135,12 @@ def predict(
     return out / weight
 
 
-def prepare_image(image: np.ndarray, *, channels: int = 1) -> np.ndarray:
-    """A user's 2D image (grey or RGB, any dtype) to the (C, Y, X) float32 network input."""
+def prepare_image(image: np.ndarray, *, channels: int = 1, invert: bool = False) -> np.ndarray:
+    """A user's 2D image (grey or RGB, any dtype) to the (C, Y, X) float32 network input.
+
+    ``invert`` flips the normalised intensities (for dark objects on a bright background, as
+    in brightfield, when the model was trained on bright objects).
+    """
     image = np.asarray(image)
     if image.dtype == bool:
         image = image.astype(np.uint8)
@@ -147,8 +151,8 @@ def prepare_image(image: np.ndarray, *, channels: int = 1) -> np.ndarray:
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
     if channels == 1:
-        grey = to_grey(image)
-        return normalize(grey)[None]
+        grey = normalize(to_grey(image))[None]
+        return 1.0 - grey if invert else grey
     if image.ndim != 3 or image.shape[-1] < channels:
         raise ValueError(f"model expects {channels} channels, image has shape {image.shape}")
     return np.stack([normalize(image[..., c]) for c in range(channels)])
@@ -161,6 +165,7 @@ def segment_2d(
     tile: int | None = 256,
     overlap: int = 32,
     return_probabilities: bool = False,
+    invert: bool = False,
     **postprocess,
 ):
     """Segment a 2D image into instance labels with a foreground/contour model.
@@ -174,6 +179,9 @@ def segment_2d(
     image : array (Y, X) or (Y, X, 3|4)
         Any integer or float dtype; normalised by percentiles.
     tile, overlap : tiled prediction for images larger than ``tile``.
+    invert : bool
+        Dark nuclei on a bright background (brightfield): invert before predicting, as the
+        training data preparation does (:func:`neuroseg.nuclei.load_part`).
 
     Returns
     -------
@@ -184,7 +192,7 @@ def segment_2d(
     target = meta.get("target", "fg_contour")
     if target != "fg_contour":
         raise ValueError(f"segment_2d needs a foreground/contour model, this one predicts {target!r}")
-    x = prepare_image(image, channels=model.config["in_channels"])
+    x = prepare_image(image, channels=model.config["in_channels"], invert=invert)
     prob = predict(model, x, tile=None if tile is None else (tile, tile), overlap=overlap)
     options = dict(meta.get("postprocess", {}))
     options.update(postprocess)

@@ -49,6 +49,7 @@ from skimage.segmentation import watershed
 
 from .data import AXON_CLASSES
 from .metrics import _as_labels, _check_same_shape, pairwise_iou
+from .resample import _check_size
 
 __all__ = [
     "COLUMNS",
@@ -93,13 +94,7 @@ _MYELIN = AXON_CLASSES["myelin"]
 
 
 def _check_pixel_size(pixel_size: float) -> float:
-    try:
-        px = float(pixel_size)
-    except (TypeError, ValueError):
-        raise TypeError(f"pixel_size must be a number (µm per pixel); got {pixel_size!r}") from None
-    if not math.isfinite(px) or px <= 0:
-        raise ValueError(f"pixel_size must be a positive, finite number of µm; got {pixel_size}")
-    return px
+    return _check_size(pixel_size, "pixel_size")
 
 
 def _as_binary(x: npt.ArrayLike, name: str) -> np.ndarray:

@@ -109,3 +109,10 @@ def test_segment_2d_rejects_non_numeric():
     model = _model()
     with pytest.raises(TypeError, match="numeric"):
         neuroseg.segment_2d(model, np.array([["a", "b"], ["c", "d"]]))
+
+
+def test_invert_flips_the_normalised_image():
+    image, _ = synthetic.nuclei_2d((32, 32), seed=2)
+    plain = inference.prepare_image(image)
+    inverted = inference.prepare_image(image, invert=True)
+    np.testing.assert_allclose(plain + inverted, 1.0, atol=1e-6)
