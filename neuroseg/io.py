@@ -105,7 +105,9 @@ def save_figure(fig, name: str, *, profile: str | None = None, formats=("png", "
     for fmt in formats:
         target = paths.figures_dir(profile) / f"{name}.{fmt}"
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+            # no creation date in the file, so re-running an unchanged step changes no bytes
+            metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
         out.append(target)
     return out
 
