@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -193,3 +194,50 @@ def test_parameters_cell_assigns_every_yaml_key(name):
 def test_assigned_names_helper():
     tree = ast.parse("a = 1\nb: int = 2\nc, d = 3, 4\n")
     assert _assigned_names(tree) == {"a", "b"}
+
+
+def _tiny_notebook(folder: Path, body: str) -> None:
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = new_code_cell('profile = "full"\nseed = 0\nfail = False')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell(body)]
+    (folder / "params").mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / "77_tiny.ipynb")
+    (folder / "params" / "quick.yml").write_text("77_tiny:\n  seed: 3\n  fail: false\n")
+
+
+TINY_BODY = """
+from neuroseg import io, paths
+io.write_metrics("77_tiny", {"seed": seed}, profile=profile)
+if fail:
+    raise RuntimeError("planned failure")
+"""
+
+
+def test_run_notebook_records_outputs_and_removes_them_on_failure(outputs, tmp_path, monkeypatch):
+    from neuroseg import paths
+
+    notebooks = tmp_path / "notebooks"
+    _tiny_notebook(notebooks, TINY_BODY)
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", notebooks)
+    metrics_file = paths.metrics_dir("quick") / "77_tiny.json"
+    runs = paths.runs_dir("quick")
+
+    executed = pipeline.run_notebook("77_tiny", "quick")
+    assert executed == runs / "77_tiny.ipynb" and executed.exists()
+    assert json.loads(metrics_file.read_text()) == {"seed": 3}  # parameters were injected
+    manifest = json.loads((runs / "77_tiny.outputs.json").read_text())
+    assert any(p.endswith("77_tiny.json") for p in manifest["outputs"])
+
+    executed.unlink()
+    metrics_file.unlink()
+    (notebooks / "params" / "quick.yml").write_text("77_tiny:\n  seed: 3\n  fail: true\n")
+    with pytest.raises(Exception, match="planned failure"):
+        pipeline.run_notebook("77_tiny", "quick")
+    assert not metrics_file.exists()  # the failed step's output was removed
+    assert not executed.exists()  # no executed notebook, so Make runs the step again
+    assert (runs / "77_tiny.failed.ipynb").exists()
+    assert not list(runs.glob(".*running*"))
