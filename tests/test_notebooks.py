@@ -120,7 +120,7 @@ def test_markdown_has_no_escaped_newlines(notebook):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("/work/shared/data", True),
+        ("/home/me/data", True),
         ("./out.png", True),
         ("../shared/data/x.h5", True),
         ("reports/figures/a.png", True),
