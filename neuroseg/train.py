@@ -168,7 +168,6 @@ def _save_checkpoint(
         "bad_epochs": state.bad_epochs,
         "history": state.history,
         "config": asdict(config),
-        "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
