@@ -737,7 +737,10 @@ def load_model(folder: PathLike, *, map_location: str | torch.device = "cpu") ->
     """
     config_path, document = _read_config(folder)
     try:
-        model = UNet.from_config(document["unet"])
+        # the random initial weights are overwritten below; keep torch's global random
+        # state untouched, as build_unet does
+        with torch.random.fork_rng(devices=[]):
+            model = UNet.from_config(document["unet"])
     except (TypeError, ValueError) as error:
         raise ModelError(f"{config_path}: invalid UNet config: {error}") from None
 

@@ -212,6 +212,20 @@ def _run_identity(model, config: TrainConfig, meta: dict) -> dict:
     }
 
 
+def _train_mode(model: torch.nn.Module) -> None:
+    """Training mode, except normalisation layers whose parameters are all frozen.
+
+    A frozen layer (transfer learning) keeps its running statistics from the source task
+    instead of re-estimating them on the new data.
+    """
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
 def _evaluate(model, loader, config: TrainConfig, device) -> tuple[float, float]:
     model.eval()
     total, n, inter, union = 0.0, 0, 0, 0
@@ -339,7 +353,7 @@ def fit(
                 f"training set yields {len(train_data)} samples, fewer than one batch of "
                 f"{config.batch_size}"
             )
-        model.train()
+        _train_mode(model)
         total, n, inter, union = 0.0, 0, 0, 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
