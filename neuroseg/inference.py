@@ -168,14 +168,18 @@ def segment_2d(
     invert: bool = False,
     **postprocess,
 ):
-    """Segment a 2D image into instance labels with a foreground/contour model.
+    """Segment a 2D image into instance labels with a trained model folder's network.
 
     Parameters
     ----------
     model : UNet
-        From :func:`neuroseg.load_model`; its ``meta["target"]`` must be ``"fg_contour"``.
+        From :func:`neuroseg.load_model`. Its ``meta["target"]`` says how probabilities
+        become labels: ``"fg_contour"`` (nuclei, somata: seeded watershed on foreground minus
+        contour, :func:`neuroseg.instances.labels_from_fg_contour`) or ``"boundaries"`` (EM:
+        watershed on the boundary map, :func:`neuroseg.instances.labels_from_boundaries`).
         Post-processing defaults come from ``meta["postprocess"]`` and can be overridden by
-        keyword (see :func:`neuroseg.instances.labels_from_fg_contour`).
+        keyword. ``meta["input_scale"]`` (default 1) enlarges the image before the network,
+        as in training; probabilities and labels come back at the image's own size.
     image : array (Y, X) or (Y, X, 3|4)
         Any integer or float dtype; normalised by percentiles.
     tile, overlap : tiled prediction for images larger than ``tile``.
@@ -188,13 +192,29 @@ def segment_2d(
     labels : uint32 array (Y, X), 0 = background
     (labels, probabilities) if ``return_probabilities``
     """
+    from .resample import resample_image
+
     meta = getattr(model, "meta", {}) or {}
     target = meta.get("target", "fg_contour")
-    if target != "fg_contour":
-        raise ValueError(f"segment_2d needs a foreground/contour model, this one predicts {target!r}")
+    if target not in ("fg_contour", "boundaries"):
+        raise ValueError(
+            f"segment_2d needs a foreground/contour or boundary model, this one predicts {target!r}"
+        )
     x = prepare_image(image, channels=model.config["in_channels"], invert=invert)
+    scale = float(meta.get("input_scale", 1.0))
+    if scale != 1.0:
+        size = x.shape[1:]
+        x = np.stack([resample_image(c, pixel_size=1.0, target_pixel_size=1.0 / scale) for c in x])
     prob = predict(model, x, tile=None if tile is None else (tile, tile), overlap=overlap)
+    if scale != 1.0:
+        prob = np.stack(
+            [resample_image(c, pixel_size=1.0 / scale, target_pixel_size=1.0, shape=size) for c in prob]
+        )
+        prob = np.clip(prob, 0.0, 1.0)
     options = dict(meta.get("postprocess", {}))
     options.update(postprocess)
-    labels = instances.labels_from_fg_contour(prob[0], prob[1], **options)
+    if target == "fg_contour":
+        labels = instances.labels_from_fg_contour(prob[0], prob[1], **options)
+    else:
+        labels = instances.labels_from_boundaries(prob[0], **options)
     return (labels, prob) if return_probabilities else labels

@@ -98,10 +98,10 @@ def test_segment_2d_same_result_for_rescaled_input():
     np.testing.assert_allclose(pa, pb, atol=1e-4)
 
 
-def test_segment_2d_needs_a_fg_contour_model():
-    model = _model(out_channels=1)
-    model.meta = {"target": "boundaries"}
-    with pytest.raises(ValueError, match="foreground/contour"):
+def test_segment_2d_needs_a_known_target():
+    model = _model(out_channels=3)
+    model.meta = {"target": "affinities"}
+    with pytest.raises(ValueError, match="predicts 'affinities'"):
         neuroseg.segment_2d(model, np.zeros((16, 16)))
 
 
