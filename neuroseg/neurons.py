@@ -789,7 +789,8 @@ def comparison_table(task: Task, table: pd.DataFrame, settings: Sequence[Setting
 
 
 def hyperparameter_table(task: Task, table: pd.DataFrame, settings: Sequence[Setting], chosen: Setting) -> pd.DataFrame:
-    """SomaNet's table: lr, batch, epochs, decay, layers -> loss, train IoU, val IoU.
+    """SomaNet's table: lr, batch, epochs, decay, (loss function), layers -> final training
+    loss, train IoU, val IoU.
 
     Test columns are filled for the chosen row only (the choice is made on validation IoU);
     for the soma task, SomaNet's reported row follows, labelled as a different dataset.
@@ -798,7 +799,7 @@ def hyperparameter_table(task: Task, table: pd.DataFrame, settings: Sequence[Set
     out = pd.DataFrame({
         "setting": np.where(rows.key == chosen.key, "chosen", ""),
         "lr": rows.lr, "batch_size": rows.batch_size, "epochs": rows.epochs,
-        "weight_decay": rows.weight_decay, "trainable_layers": rows.layers.astype(str),
+        "weight_decay": rows.weight_decay, "loss": rows.loss, "trainable_layers": rows.layers.astype(str),
         "final_train_loss": rows.final_train_loss, "train_iou": rows.train_iou, "val_iou": rows.val_iou,
     })
     test_cols = [c for c in COMPARISON_COLUMNS[task.target] if c.startswith("test_")]
