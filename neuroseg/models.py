@@ -47,6 +47,7 @@ __all__ = [
     "replace_head",
     "save_model",
     "trainable_parameter_names",
+    "widen_input",
 ]
 
 PathLike = str | os.PathLike
@@ -512,6 +513,46 @@ def replace_head(model: UNet, out_channels: int, *, seed: int = 0) -> UNet:
         head = _conv_class(new.ndim)(old_head.in_channels, out_channels, kernel_size=1)
     new.head = head.to(device=old_head.weight.device, dtype=old_head.weight.dtype)
     new._config["out_channels"] = out_channels
+    return new
+
+
+def widen_input(model: UNet, in_channels: int) -> UNet:
+    """A deep copy of ``model`` whose first convolution takes ``in_channels`` channels.
+
+    The first layer's trained filters are shared out over the new channels: new channel ``c``
+    gets the weights of old channel ``c % old`` divided by how many new channels share that
+    old one. A network trained on one grey image, given the same image in every channel,
+    therefore computes exactly what it computed before; it is the starting point for a
+    network that sees several images at once (two neighbouring EM slices, for linking).
+    ``model`` is not modified; ``config`` is updated, ``meta`` copied.
+
+    Examples
+    --------
+    >>> net = UNet(ndim=2, depth=2, base_features=4).eval()
+    >>> wide = widen_input(net, 2).eval()
+    >>> x = torch.rand(1, 1, 8, 8)
+    >>> torch.allclose(net(x), wide(torch.cat([x, x], 1)), atol=1e-6)
+    True
+    """
+    if not isinstance(model, UNet):
+        raise TypeError(f"model must be a UNet, got {type(model).__name__}")
+    in_channels = _as_int("in_channels", in_channels, minimum=1)
+    new = copy.deepcopy(model)
+    old_conv = new.encoders[0].conv1
+    old = old_conv.in_channels
+    source = torch.arange(in_channels) % old
+    shares = torch.bincount(source, minlength=old).clamp(min=1).to(old_conv.weight.dtype)
+    conv = _conv_class(new.ndim)(
+        in_channels, old_conv.out_channels, old_conv.kernel_size, padding=old_conv.padding,
+        padding_mode=old_conv.padding_mode, bias=old_conv.bias is not None,
+    ).to(device=old_conv.weight.device, dtype=old_conv.weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(old_conv.weight[:, source] / shares[source].view(1, -1, *[1] * new.ndim))
+        if old_conv.bias is not None:
+            conv.bias.copy_(old_conv.bias)
+    conv.weight.requires_grad_(old_conv.weight.requires_grad)
+    new.encoders[0].conv1 = conv
+    new._config["in_channels"] = in_channels
     return new
 
 

@@ -17,7 +17,15 @@ import hashlib
 import os
 from pathlib import Path
 
-from .models import UNet, build_unet, conv_layers, freeze_all_but_last, load_model, replace_head
+from .models import (
+    UNet,
+    build_unet,
+    conv_layers,
+    freeze_all_but_last,
+    load_model,
+    replace_head,
+    widen_input,
+)
 
 __all__ = ["from_pretrained", "from_scratch", "layer_count"]
 
@@ -56,6 +64,7 @@ def from_pretrained(
     folder: str | os.PathLike,
     *,
     out_channels: int | None = None,
+    in_channels: int | None = None,
     layers: int | str | None = "all",
     seed: int = 0,
 ) -> UNet:
@@ -71,6 +80,10 @@ def from_pretrained(
         Output channels of the new task. When it differs from the folder's model, the 1x1
         head is replaced by a fresh one (initialised from ``seed``); otherwise the trained
         head is kept.
+    in_channels : int, optional
+        Input channels of the new task. When it differs from the folder's model, the first
+        convolution is widened with :func:`neuroseg.models.widen_input` (the trained filters
+        shared out over the new channels).
     layers : int, "all" or None
         How many conv layers, counted from the output (the head is layer 1), stay trainable.
         ``"all"`` or None fine-tunes every layer.
@@ -99,6 +112,9 @@ def from_pretrained(
     new_head = out_channels is not None and int(out_channels) != model.config["out_channels"]
     if new_head:
         model = replace_head(model, int(out_channels), seed=seed)
+    new_input = in_channels is not None and int(in_channels) != model.config["in_channels"]
+    if new_input:
+        model = widen_input(model, int(in_channels))
     if k is not None and k > layer_count(model):
         raise ValueError(f"layers={k} but the model in {folder} has only {layer_count(model)} conv layers")
     freeze_all_but_last(model, k)
@@ -110,6 +126,8 @@ def from_pretrained(
         "new_head": bool(new_head),
         "trainable_layers": "all" if k is None else k,
     }
+    if new_input:  # only then, so that runs recorded before this option keep their identity
+        meta["transfer"]["new_input_channels"] = int(in_channels)
     model.meta = meta
     model.train()
     return model
