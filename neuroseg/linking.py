@@ -27,8 +27,14 @@ Pipeline
 
    - ``"overlap"`` -- Cellpose's ``stitch3D`` (``stitch_threshold``) rule, see below;
    - ``"hungarian"`` -- one-to-one assignment maximising the summed IoU;
-   - ``"graph"`` and ``"learned"`` -- every eligible pair is a link (union-find), so
-     a neurite may branch and two may join.
+   - ``"graph"`` -- every eligible pair is a link (union-find), so a neurite may branch
+     and two may join;
+   - ``"learned"`` -- the same, with one constraint: two segments of one slice that touch
+     each other are different neurons (else they would be one segment), so they may never
+     end up in one object. The eligible pairs (all gaps) are joined in order of decreasing
+     score by a mutex watershed (:func:`mwatershed.cluster`) with a mutex between every two
+     touching segments of a slice; a pair whose join would violate a mutex is not linked.
+     One false link can then no longer fuse two neighbouring neurons through a chain.
 5. **3D IDs**: connected components (:func:`scipy.sparse.csgraph.connected_components`) of
    the graph of links, via :func:`relabel_from_links`; IDs are consecutive ``1..N``,
    numbered in order of each object's first segment (lowest ``z``, then lowest 2D ID).
@@ -72,6 +78,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -91,7 +98,9 @@ __all__ = [
     "LinkResult",
     "OverlapLinker",
     "PairScorer",
+    "candidate_pairs",
     "link_slices",
+    "load_linker",
     "relabel_from_links",
     "relink",
 ]
@@ -448,6 +457,43 @@ _RULES = {
 }
 
 
+def _touching(labels: np.ndarray, segs: _Segments) -> tuple[np.ndarray, np.ndarray]:
+    """Node pairs of segments of one slice that touch (4-neighbours), each pair once."""
+    za, ia, ib = [], [], []
+    for a, b in ((labels[:, :, :-1], labels[:, :, 1:]), (labels[:, :-1, :], labels[:, 1:, :])):
+        m = (a != b) & (a != 0) & (b != 0)
+        z = np.nonzero(m)[0]
+        za.append(z)
+        ia.append(np.minimum(a[m], b[m]))
+        ib.append(np.maximum(a[m], b[m]))
+    z = np.concatenate(za)
+    if z.size == 0:
+        e = np.zeros(0, np.int64)
+        return e, e
+    trip = np.unique(np.stack([z, np.concatenate(ia).astype(np.int64), np.concatenate(ib).astype(np.int64)]), axis=1)
+    return segs.nodes(trip[0], trip[1], "a"), segs.nodes(trip[0], trip[2], "b")
+
+
+def _mutex(
+    na: np.ndarray, nb: np.ndarray, score: np.ndarray, keep: np.ndarray, mutex: tuple, n_nodes: int
+) -> np.ndarray:
+    """Of the pairs in ``keep``, those a mutex watershed accepts (highest score first, never
+    joining two segments of ``mutex``)."""
+    import mwatershed
+
+    idx = np.flatnonzero(keep)
+    mu, mv = mutex
+    if idx.size == 0 or mu.size == 0:
+        return keep
+    order = idx[np.lexsort((nb[idx], na[idx], -score[idx]))]
+    edges = [(False, int(u), int(v)) for u, v in zip(mu.tolist(), mv.tolist())]
+    edges += [(True, int(u), int(v)) for u, v in zip(na[order].tolist(), nb[order].tolist())]
+    root = np.arange(n_nodes, dtype=np.int64)
+    mapping = np.asarray(mwatershed.cluster(edges), dtype=np.int64).reshape(-1, 2)
+    root[mapping[:, 0]] = mapping[:, 1]
+    return keep & (root[na] == root[nb])
+
+
 def _decide(
     method: str,
     na: np.ndarray,
@@ -456,6 +502,7 @@ def _decide(
     score: np.ndarray,
     threshold: float,
     n_nodes: int,
+    mutex: tuple | None = None,
 ) -> np.ndarray:
     """``linked`` flag of every pair, deciding gap by gap (see the module docstring)."""
     rule = _RULES[method]
@@ -471,6 +518,8 @@ def _decide(
         linked[sel] = True
         has_next[na[sel]] = True
         has_prev[nb[sel]] = True
+    if method == "learned" and mutex is not None:
+        linked = _mutex(na, nb, score, linked, mutex, n_nodes)
     return linked
 
 
@@ -583,7 +632,8 @@ def link_slices(
         threshold 0.25); ``"hungarian"``: one-to-one assignment maximising the summed IoU
         of the pairs with IoU ``>= threshold``; ``"graph"``: every pair with IoU
         ``>= threshold`` is a link; ``"learned"``: every pair whose ``linker`` score is
-        ``>= threshold`` is a link.
+        ``>= threshold`` is a link, unless it would join two touching segments of one slice
+        (mutex watershed, see the module docstring).
     threshold : float, optional
         Score threshold in [0, 1]; a pair can only be linked when ``score >= threshold``.
     linker : PairScorer, optional
@@ -647,10 +697,62 @@ def link_slices(
     else:
         score = pairs["iou"].to_numpy(copy=True)
     gap = (pairs["z_b"] - pairs["z_a"]).to_numpy()
-    linked = _decide(method, na, nb, gap, score, t, segs.n)
+    mutex = _touching(arr, segs) if method == "learned" else None
+    linked = _decide(method, na, nb, gap, score, t, segs.n, mutex)
     links = pairs.assign(score=score, linked=linked)
     out = _paint(arr, segs, _components(segs.n, na[linked], nb[linked]))
     return LinkResult(labels=out, links=links, method=method, threshold=t, resolution=res)
+
+
+def candidate_pairs(labels: npt.ArrayLike, *, max_gap: int = 1) -> pd.DataFrame:
+    """The candidate pairs of a label stack: what :func:`link_slices` decides on.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (z, y, x)
+        2D segments, 0 = background (as for :func:`link_slices`). Not modified.
+    max_gap : int, optional
+        Largest slice distance of a pair (>= 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`PAIR_COLUMNS`, one row per pair of segments of slices ``z_a < z_b``
+        (``z_b - z_a <= max_gap``) that overlap by at least one voxel.
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 1, 2]], [[3, 4, 4]]])
+    >>> candidate_pairs(labels)[["id_a", "id_b", "overlap"]].values.tolist()
+    [[1, 3, 1], [1, 4, 1], [2, 4, 1]]
+    """
+    arr = _check_labels(labels)
+    return _candidate_pairs(arr, _Segments.of(arr), _check_max_gap(max_gap))[0]
+
+
+def load_linker(path: str | os.PathLike):
+    """Load a trained learned linker from its folder (see :mod:`neuroseg.linker`).
+
+    Parameters
+    ----------
+    path : path
+        A linker folder written by :func:`neuroseg.linker.save_linker` (a model folder whose
+        ``config.json`` says ``"target": "z_affinity"``). Weights are read with
+        ``weights_only=True``.
+
+    Returns
+    -------
+    neuroseg.linker.AffinityLinker
+        Ready for ``link_slices(..., method="learned", linker=...)``.
+
+    Raises
+    ------
+    neuroseg.models.ModelError
+        If the folder is missing, corrupt or holds another kind of model.
+    """
+    from .linker import read_linker
+
+    return read_linker(path)
 
 
 def relabel_from_links(labels: npt.ArrayLike, links: pd.DataFrame) -> np.ndarray:
@@ -751,7 +853,8 @@ def relink(
     na = segs.nodes(za, links["id_a"].to_numpy(), "a")
     nb = segs.nodes(zb, links["id_b"].to_numpy(), "b")
     score = links["score"].to_numpy(dtype=np.float64)
-    linked = _decide(method, na, nb, (zb - za).astype(np.int64), score, t, segs.n)
+    mutex = _touching(arr, segs) if method == "learned" else None
+    linked = _decide(method, na, nb, (zb - za).astype(np.int64), score, t, segs.n, mutex)
     new_links = links.assign(linked=linked)
     out = _paint(arr, segs, _components(segs.n, na[linked], nb[linked]))
     return LinkResult(labels=out, links=new_links, method=method, threshold=t, resolution=res)
