@@ -1,0 +1,789 @@
+"""The learned linker of "Know Your Neighbour": z-affinities from two slices, pair scores.
+
+A 2D network sees two neighbouring slices of an EM volume (two input channels: slice ``z``
+and slice ``z + g``) and predicts, per pixel, the probability that the pixel and the one
+under it in the other slice belong to the same neuron: a *z-affinity*. It starts from the
+2D EM boundary model of ``20_neuron_finetuning`` (transfer learning: the first convolution
+is widened to two channels with :func:`neuroseg.models.widen_input`, so at the start it sees
+each slice as the boundary model did, and every layer is then fine-tuned).
+
+A candidate pair of 2D segments (see :func:`neuroseg.linking.candidate_pairs`) is scored
+from :data:`FEATURES`: the mean z-affinity over the pair's overlap, with the overlap
+features IoU, the covered fraction of each segment and the segment sizes. A logistic
+regression turns them into a probability of "same neuron"; it and the link threshold are
+*calibrated* on validation data for one z spacing and one kind of 2D segments (the true
+segments of an oracle experiment, or a model's predicted ones), because the overlap
+features mean different things at 10 and at 40 nm. :class:`AffinityLinker` holds the
+network and its calibrations and is what ``link_slices(..., method="learned")`` calls.
+
+A linker is a model folder (``config.json``, ``weights.pt``, ``history.csv``,
+``env.json``) whose ``meta`` says ``"target": "z_affinity"`` and holds the calibrations;
+:func:`save_linker` writes one, :func:`read_linker` (also
+:func:`neuroseg.linking.load_linker`) reads it back.
+
+Training targets: for slices ``a`` and ``b`` of a ground-truth volume, the target is 1 where
+``gt[a] == gt[b]`` and both are non-zero, else 0 (ground-truth label 0, rare in the
+FIB-SEM volumes used, counts as "not the same").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import torch
+
+from . import linking, metrics
+from .augment import Augmenter
+from .inference import back_to_volume_scale, predict_stack, slices_at_model_scale
+from .loaders import CropDataset
+from .models import ModelError, UNet, load_model, save_model
+from .transfer import from_pretrained
+
+__all__ = [
+    "FEATURES",
+    "AffinityLinker",
+    "Calibration",
+    "affinity_targets",
+    "calibrate",
+    "fit_pair_classifier",
+    "linker_from_model",
+    "pair_features",
+    "pair_truth",
+    "read_linker",
+    "save_linker",
+    "segment_truth",
+    "train_linker",
+    "training_pairs",
+]
+
+TARGET = "z_affinity"
+
+#: Link thresholds :func:`calibrate` tries: 0.05 to 0.95 in steps of 0.05, then 0.97, 0.99.
+THRESHOLDS = (*np.round(np.arange(0.05, 0.96, 0.05), 2).tolist(), 0.97, 0.99)
+
+#: Features of a candidate pair, in the order of a calibration's coefficients.
+FEATURES = (
+    "affinity",
+    "iou",
+    "cover_a",
+    "cover_b",
+    "log_size_a",
+    "log_size_b",
+    "share_a",
+    "share_b",
+    "best_a",
+    "best_b",
+    "log_partners_a",
+    "log_partners_b",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# calibration: a logistic regression on the pair features and a threshold
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """How pair features become a link score, for one z spacing and one kind of segments.
+
+    A small multilayer perceptron (two hidden layers of ``hidden`` units, ReLU) on the
+    standardised :data:`FEATURES` gives the probability that a pair joins one neuron; pairs
+    with ``score >= threshold`` are linked. ``z_nm`` is the slice distance (nm) it was fitted
+    at, ``segments`` ``"oracle"`` or ``"predicted"``; ``n_pairs`` and ``positive`` count its
+    training pairs and the fraction of true links among them. ``state`` holds the
+    perceptron's weights (tensors).
+    """
+
+    z_nm: float
+    segments: str
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    state: dict = field(repr=False)
+    hidden: int = 32
+    threshold: float = 0.5
+    n_pairs: int = 0
+    positive: float = float("nan")
+
+    def __post_init__(self):
+        if self.segments not in ("oracle", "predicted"):
+            raise ValueError(f"segments must be 'oracle' or 'predicted'; got {self.segments!r}")
+        for name in ("mean", "scale"):
+            if len(getattr(self, name)) != len(FEATURES):
+                raise ValueError(f"calibration {name} needs {len(FEATURES)} values")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1]; got {self.threshold}")
+
+    @property
+    def key(self) -> str:
+        """Name of the calibration, e.g. ``"40nm_oracle"``."""
+        return f"{self.z_nm:g}nm_{self.segments}"
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Link probabilities (float64) of rows of ``features`` (columns :data:`FEATURES`)."""
+        x = (np.asarray(features, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
+        net = _perceptron(len(FEATURES), self.hidden)
+        net.load_state_dict(self.state)
+        with torch.no_grad():
+            logit = net(torch.from_numpy(x.astype(np.float32)))[:, 0].double().numpy()
+        return _sigmoid(logit)
+
+    def to_dict(self) -> dict:
+        """The JSON part (everything but the weights)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state"}
+        d["mean"], d["scale"] = list(self.mean), list(self.scale)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, state: dict) -> Calibration:
+        d = dict(d)
+        d["mean"] = tuple(float(v) for v in d["mean"])
+        d["scale"] = tuple(float(v) for v in d["scale"])
+        return cls(state=state, **d)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
+
+
+def _perceptron(k: int, hidden: int) -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Linear(k, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 1),
+    )
+
+
+def fit_pair_classifier(
+    features: npt.ArrayLike,
+    truth: npt.ArrayLike,
+    *,
+    hidden: int = 32,
+    steps: int = 500,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Fit the pair perceptron (full-batch Adam, BCE) on standardised features.
+
+    Deterministic for a given ``seed`` on the CPU (torch's global random state is left
+    alone). Returns ``(state, mean, scale)`` for :class:`Calibration`.
+
+    Examples
+    --------
+    >>> x = np.tile(np.linspace(0, 1, 20)[:, None], (1, len(FEATURES)))
+    >>> state, mean, scale = fit_pair_classifier(x, x[:, 0] > 0.5, steps=200)
+    >>> cal = Calibration(z_nm=40, segments="oracle", mean=tuple(mean), scale=tuple(scale),
+    ...                   state=state)
+    >>> p = cal.score(x)
+    >>> bool(p[-1] > 0.9 and p[0] < 0.1)
+    True
+    """
+    x = np.asarray(features, np.float64)
+    y = np.asarray(truth, np.float64).ravel()
+    if x.ndim != 2 or x.shape[0] != y.size:
+        raise ValueError(f"features must be (n, k) with one truth per row; got {x.shape}, {y.shape}")
+    if y.size == 0:
+        raise ValueError("no pairs to fit the pair classifier on")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("features contain NaN or infinite values")
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    xt = torch.from_numpy(((x - mean) / scale).astype(np.float32))
+    yt = torch.from_numpy(y.astype(np.float32))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = _perceptron(x.shape[1], hidden)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(xt)[:, 0], yt)
+        loss.backward()
+        opt.step()
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return state, mean, scale
+
+
+# --------------------------------------------------------------------------------------------
+# the linker
+# --------------------------------------------------------------------------------------------
+
+
+def _z_nm(resolution: Sequence[float] | None) -> float | None:
+    if resolution is None:
+        return None
+    return float(resolution[0])
+
+
+class AffinityLinker:
+    """The learned linker: a z-affinity network plus calibrations (a :class:`PairScorer`).
+
+    Parameters
+    ----------
+    network : UNet
+        2D, two input channels (slice ``z_a`` and slice ``z_b``), one output: the logit of
+        ``1 - affinity`` (the neuron does not continue). Its ``meta["pixel_nm"]`` is the pixel size it was trained at.
+    calibrations : sequence of Calibration
+        One per (z spacing, kind of segments) it was calibrated for.
+    active : Calibration, optional
+        The calibration :meth:`score_pairs` uses; when None it picks one from the
+        ``resolution`` it is given (see :meth:`calibrated_for`).
+    batch_size : int
+        Slice pairs per network batch.
+
+    Notes
+    -----
+    A linker is not modified by scoring; :meth:`calibrated_for` returns a new linker object
+    that shares the network.
+    """
+
+    def __init__(
+        self,
+        network: UNet,
+        calibrations: Sequence[Calibration] = (),
+        *,
+        active: Calibration | None = None,
+        batch_size: int = 8,
+    ):
+        if network.config["in_channels"] != 2 or network.config["out_channels"] != 1:
+            raise ValueError(
+                "a linker network takes 2 input channels (two slices) and predicts 1 channel; "
+                f"got {network.config['in_channels']} in, {network.config['out_channels']} out"
+            )
+        self.network = network
+        self.calibrations = tuple(calibrations)
+        self.active = active
+        self.batch_size = int(batch_size)
+
+    def __repr__(self) -> str:
+        cals = ", ".join(f"{c.z_nm:g} nm/{c.segments}" for c in self.calibrations) or "none"
+        return f"AffinityLinker(calibrations: {cals}; active: {self.active and self.active.z_nm})"
+
+    @property
+    def threshold(self) -> float:
+        """The active calibration's link threshold."""
+        if self.active is None:
+            raise ValueError("no active calibration; call calibrated_for(resolution, segments=...)")
+        return self.active.threshold
+
+    def calibrated_for(
+        self, resolution: Sequence[float] | float | None, *, segments: str = "predicted"
+    ) -> AffinityLinker:
+        """This linker with the calibration closest to a z spacing made active.
+
+        ``resolution`` is the (z, y, x) voxel size in nm (or the z spacing alone). Among the
+        calibrations for ``segments`` (falling back to the other kind when there is none),
+        the one whose ``z_nm`` is nearest is chosen; with ``resolution=None`` there must be
+        exactly one.
+        """
+        if not self.calibrations:
+            raise ValueError("this linker has no calibration; run neuroseg.linker.calibrate first")
+        pool = [c for c in self.calibrations if c.segments == segments] or list(self.calibrations)
+        if resolution is None:
+            if len({c.z_nm for c in pool}) > 1:
+                raise ValueError(
+                    "the linker is calibrated for several z spacings "
+                    f"{sorted({c.z_nm for c in pool})} nm; pass resolution=(z, y, x) in nm"
+                )
+            chosen = pool[0]
+        else:
+            z = float(resolution) if np.isscalar(resolution) else _z_nm(resolution)
+            chosen = min(pool, key=lambda c: (abs(math.log(c.z_nm / z)), c.z_nm))
+        return AffinityLinker(
+            self.network, self.calibrations, active=chosen, batch_size=self.batch_size
+        )
+
+    def with_calibration(self, calibration: Calibration) -> AffinityLinker:
+        """A linker with ``calibration`` added (replacing one of the same spacing and kind)
+        and made active."""
+        kept = [
+            c
+            for c in self.calibrations
+            if (c.z_nm, c.segments) != (calibration.z_nm, calibration.segments)
+        ]
+        return AffinityLinker(
+            self.network, [*kept, calibration], active=calibration, batch_size=self.batch_size
+        )
+
+    # -- network ------------------------------------------------------------------------------
+
+    def affinities(
+        self,
+        raw: npt.ArrayLike,
+        slice_pairs: Sequence[tuple[int, int]],
+        *,
+        resolution: Sequence[float] | None = None,
+    ) -> np.ndarray:
+        """z-affinity maps, shape (len(slice_pairs), y, x) float32, of ``raw`` (z, y, x)."""
+        raw = np.asarray(raw)
+        if raw.ndim != 3:
+            raise ValueError(f"raw must be a (z, y, x) volume; got shape {raw.shape}")
+        pairs = [(int(a), int(b)) for a, b in slice_pairs]
+        if not pairs:
+            return np.zeros((0, *raw.shape[1:]), np.float32)
+        used = sorted({z for p in pairs for z in p})
+        x, size = slices_at_model_scale(self.network, raw[used], resolution=resolution)
+        where = {z: i for i, z in enumerate(used)}
+        stack = np.stack([np.stack([x[where[a]], x[where[b]]]) for a, b in pairs])
+        split = predict_stack(self.network, stack, batch_size=self.batch_size)
+        return 1.0 - back_to_volume_scale(split, size)[:, 0]
+
+    # -- PairScorer ---------------------------------------------------------------------------
+
+    def pair_features(
+        self,
+        labels: np.ndarray,
+        raw: npt.ArrayLike | None,
+        pairs: pd.DataFrame,
+        *,
+        resolution: Sequence[float] | None = None,
+    ) -> pd.DataFrame:
+        """The :data:`FEATURES` of every candidate pair (see :func:`pair_features`)."""
+        if raw is None:
+            raise ValueError("the learned linker needs the raw volume: link_slices(..., raw=raw)")
+        return pair_features(labels, pairs, affinity=self._affinity_fn(raw, resolution))
+
+    def _affinity_fn(self, raw, resolution):
+        def fn(slice_pairs):
+            return self.affinities(raw, slice_pairs, resolution=resolution)
+
+        return fn
+
+    def score_pairs(
+        self,
+        labels: np.ndarray,
+        raw: npt.ArrayLike | None,
+        pairs: pd.DataFrame,
+        *,
+        resolution: Sequence[float] | None = None,
+    ) -> np.ndarray:
+        """Link probability of every candidate pair (the :class:`PairScorer` protocol)."""
+        linker = self if self.active is not None else self.calibrated_for(resolution)
+        feats = self.pair_features(labels, raw, pairs, resolution=resolution)
+        return linker.active.score(feats[list(FEATURES)].to_numpy())
+
+
+# --------------------------------------------------------------------------------------------
+# features and truth of candidate pairs
+# --------------------------------------------------------------------------------------------
+
+
+def pair_features(labels: npt.ArrayLike, pairs: pd.DataFrame, *, affinity) -> pd.DataFrame:
+    """Features of candidate pairs: mean z-affinity over the overlap and overlap features.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (z, y, x)
+        The 2D segments ``pairs`` refers to.
+    pairs : pandas.DataFrame
+        Candidate pairs, columns :data:`neuroseg.linking.PAIR_COLUMNS`.
+    affinity : callable or ndarray
+        ``affinity(slice_pairs)`` returning one (y, x) map per ``(z_a, z_b)`` in the list
+        (e.g. :meth:`AffinityLinker.affinities`), or a dict ``{(z_a, z_b): map}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`FEATURES`, one row per pair, in the order of ``pairs``:
+        ``affinity`` (mean z-affinity over the overlap), ``iou``, ``cover_a``/``cover_b``
+        (overlap / size of each segment), ``log_size_a``/``log_size_b`` (log(1 + voxels)),
+        ``share_a``/``share_b`` (overlap / largest overlap of that segment with any partner
+        at the same gap), ``best_a``/``best_b`` (1 when this pair is that largest one) and
+        ``log_partners_a``/``log_partners_b`` (log of the number of such partners).
+
+    Notes
+    -----
+    The mean affinity of all pairs of one slice pair comes from one ``np.bincount`` over the
+    overlapping pixels; the only Python loop is over slice pairs.
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 1, 2, 2]], [[3, 3, 3, 4]]])
+    >>> pairs = linking.candidate_pairs(labels)
+    >>> aff = {(0, 1): np.array([[1.0, 0.8, 0.2, 0.9]])}
+    >>> pair_features(labels, pairs, affinity=aff)["affinity"].round(2).tolist()
+    [0.9, 0.2, 0.9]
+    """
+    arr = np.asarray(labels)
+    out = np.zeros(len(pairs), np.float64)
+    za = pairs["z_a"].to_numpy(np.int64)
+    zb = pairs["z_b"].to_numpy(np.int64)
+    slice_pairs = sorted(set(zip(za.tolist(), zb.tolist())))
+    if isinstance(affinity, dict):
+        maps = [np.asarray(affinity[p]) for p in slice_pairs]
+    else:
+        maps = list(affinity(slice_pairs)) if slice_pairs else []
+    ida = pairs["id_a"].to_numpy()
+    idb = pairs["id_b"].to_numpy()
+    for (a, b), aff in zip(slice_pairs, maps):
+        la, lb = arr[a].ravel(), arr[b].ravel()
+        both = (la != 0) & (lb != 0)
+        ua, ia = np.unique(la[both], return_inverse=True)
+        ub, ib = np.unique(lb[both], return_inverse=True)
+        code = ia.astype(np.int64) * max(ub.size, 1) + ib
+        sums = np.bincount(code, weights=np.asarray(aff, np.float64).ravel()[both],
+                           minlength=ua.size * ub.size)
+        counts = np.bincount(code, minlength=ua.size * ub.size)
+        rows = np.flatnonzero((za == a) & (zb == b))
+        ra = np.searchsorted(ua, ida[rows])
+        rb = np.searchsorted(ub, idb[rows])
+        k = ra * max(ub.size, 1) + rb
+        out[rows] = sums[k] / np.maximum(counts[k], 1)
+    overlap = pairs["overlap"].to_numpy(np.float64)
+    sa = pairs["size_a"].to_numpy(np.float64)
+    sb = pairs["size_b"].to_numpy(np.float64)
+    # context: how this pair compares with the other partners of each segment (same gap)
+    keys = pd.DataFrame({"za": za, "zb": zb, "a": ida, "b": idb, "ov": overlap})
+    best_of_a = keys.groupby(["za", "zb", "a"])["ov"].transform("max").to_numpy(np.float64)
+    best_of_b = keys.groupby(["za", "zb", "b"])["ov"].transform("max").to_numpy(np.float64)
+    n_of_a = keys.groupby(["za", "zb", "a"])["ov"].transform("size").to_numpy(np.float64)
+    n_of_b = keys.groupby(["za", "zb", "b"])["ov"].transform("size").to_numpy(np.float64)
+    return pd.DataFrame(
+        {
+            "affinity": out,
+            "iou": pairs["iou"].to_numpy(np.float64),
+            "cover_a": overlap / np.maximum(sa, 1.0),
+            "cover_b": overlap / np.maximum(sb, 1.0),
+            "log_size_a": np.log1p(sa),
+            "log_size_b": np.log1p(sb),
+            "share_a": overlap / np.maximum(best_of_a, 1.0),
+            "share_b": overlap / np.maximum(best_of_b, 1.0),
+            "best_a": (overlap >= best_of_a).astype(np.float64),
+            "best_b": (overlap >= best_of_b).astype(np.float64),
+            "log_partners_a": np.log(np.maximum(n_of_a, 1.0)),
+            "log_partners_b": np.log(np.maximum(n_of_b, 1.0)),
+        },
+        index=pairs.index,
+    )
+
+
+def segment_truth(labels: npt.ArrayLike, gt: npt.ArrayLike) -> pd.DataFrame:
+    """The ground-truth ID of every 2D segment: the one it overlaps most (gt 0 ignored).
+
+    Returns a DataFrame with columns ``z``, ``id``, ``gt`` (0 when the segment lies on
+    ground-truth background only), one row per segment.
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 1, 2]]])
+    >>> gt = np.array([[[5, 5, 6]]])
+    >>> segment_truth(labels, gt).values.tolist()
+    [[0, 1, 5], [0, 2, 6]]
+    """
+    arr = np.asarray(labels)
+    g = np.asarray(gt)
+    if arr.shape != g.shape:
+        raise ValueError(f"shape mismatch: labels {arr.shape} but gt {g.shape}")
+    rows = []
+    for z in range(arr.shape[0]):
+        ids = np.unique(arr[z])
+        ids = ids[ids != 0]
+        if ids.size == 0:
+            continue
+        best = np.zeros(ids.size, np.int64)
+        c = metrics.contingency(arr[z], g[z], ignore_a=0, ignore_b=0)
+        if c.counts.size:
+            order = np.lexsort((-c.counts, c.a_ids))  # by segment, largest overlap first
+            a_sorted = c.a_ids[order]
+            first = np.concatenate([[True], a_sorted[1:] != a_sorted[:-1]])
+            best[np.searchsorted(ids, a_sorted[first])] = c.b_ids[order][first]
+        rows.append(pd.DataFrame({"z": z, "id": ids, "gt": best}))
+    if not rows:
+        return pd.DataFrame({"z": np.zeros(0, np.int64), "id": np.zeros(0, arr.dtype), "gt": 0})
+    return pd.concat(rows, ignore_index=True)
+
+
+def pair_truth(labels: npt.ArrayLike, gt: npt.ArrayLike, pairs: pd.DataFrame) -> np.ndarray:
+    """Whether each candidate pair joins two segments of the same ground-truth neuron."""
+    truth = segment_truth(labels, gt)
+    key = truth.set_index(["z", "id"])["gt"]
+    ga = key.reindex(pd.MultiIndex.from_arrays([pairs["z_a"], pairs["id_a"]])).to_numpy()
+    gb = key.reindex(pd.MultiIndex.from_arrays([pairs["z_b"], pairs["id_b"]])).to_numpy()
+    return (ga == gb) & (ga > 0)
+
+
+# --------------------------------------------------------------------------------------------
+# calibration on validation data
+# --------------------------------------------------------------------------------------------
+
+
+def calibrate(
+    linker: AffinityLinker,
+    volumes: Sequence[tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]],
+    *,
+    resolution: Sequence[float],
+    segments: str,
+    threshold_volumes: Sequence[tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike]] | None = None,
+    thresholds: Sequence[float] = THRESHOLDS,
+    hidden: int = 32,
+    seed: int = 0,
+) -> tuple[AffinityLinker, pd.DataFrame]:
+    """Fit the pair classifier and choose the link threshold on validation volumes.
+
+    ``volumes`` are ``(raw, labels, gt)`` triples at one z spacing (``resolution`` (z, y, x)
+    in nm): the raw volume, its 2D segments (true ones for ``segments="oracle"``, a
+    model's for ``"predicted"``) and the ground truth. The perceptron is fitted on all their
+    candidate pairs (``max_gap=1``) with the truth from ``gt`` (:func:`pair_truth`); the
+    threshold is the one of ``thresholds`` whose linking (``method="learned"``) has the
+    lowest mean CREMI score over ``threshold_volumes`` (default: the same volumes). Fit the
+    perceptron on many pairs (e.g. the training part) and choose the threshold on data the
+    affinity network has not seen (the validation part).
+
+    Returns the linker with the new calibration (active) and a table of the thresholds
+    tried (``threshold, voi_split, voi_merge, arand, cremi``, means over the volumes).
+    """
+    def prepare(triples):
+        out = []
+        for raw, labels, gt in triples:
+            arr = linking._check_labels(labels)
+            pairs = linking.candidate_pairs(arr)
+            feats = linker.pair_features(arr, raw, pairs, resolution=resolution)
+            out.append((arr, np.asarray(gt), pairs, feats[list(FEATURES)].to_numpy()))
+        return out
+
+    prepared = prepare(volumes)
+    if not prepared:
+        raise ValueError("calibrate needs at least one (raw, labels, gt) volume")
+    choosing = prepared if threshold_volumes is None else prepare(threshold_volumes)
+    x = np.concatenate([p[3] for p in prepared])
+    truth = np.concatenate([pair_truth(p[0], p[1], p[2]) for p in prepared])
+    state, mean, scale = fit_pair_classifier(x, truth, hidden=hidden, seed=seed)
+    cal = Calibration(
+        z_nm=float(resolution[0]),
+        segments=segments,
+        mean=tuple(float(m) for m in mean),
+        scale=tuple(float(v) for v in scale),
+        state=state,
+        hidden=hidden,
+        n_pairs=int(truth.size),
+        positive=float(truth.mean()),
+    )
+    rows = []
+    scored = [(arr, gt, pairs.assign(score=cal.score(f))) for arr, gt, pairs, f in choosing]
+    for t in thresholds:
+        scores = [
+            metrics.segmentation_scores(linking.relink(arr, links, float(t), method="learned").labels, gt)
+            for arr, gt, links in scored
+        ]
+        rows.append({"threshold": float(t), **pd.DataFrame(scores).mean().to_dict()})
+    table = pd.DataFrame(rows)
+    best = float(table.loc[table["cremi"].idxmin(), "threshold"])
+    return linker.with_calibration(replace(cal, threshold=best)), table
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+
+
+def affinity_targets(gt_a: npt.ArrayLike, gt_b: npt.ArrayLike) -> np.ndarray:
+    """z-affinity target of two ground-truth slices: 1 where both are the same non-zero ID.
+
+    Examples
+    --------
+    >>> affinity_targets([[1, 1, 0]], [[1, 2, 0]]).tolist()
+    [[1, 0, 0]]
+    """
+    a = np.asarray(gt_a)
+    b = np.asarray(gt_b)
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {a.shape} and {b.shape}")
+    return ((a == b) & (a != 0)).astype(np.uint8)
+
+
+def training_pairs(
+    raw: npt.ArrayLike,
+    gt: npt.ArrayLike,
+    *,
+    z_steps: Sequence[int],
+    both_orders: bool = True,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Network inputs (2, y, x) and z-affinity targets (y, x) of every slice pair of a volume.
+
+    Every ``(z, z + s)`` for ``s`` in ``z_steps`` that fits in the volume; with
+    ``both_orders`` also ``(z + s, z)``, since the z-affinity is symmetric. Slices are
+    normalised one by one, as the 2D model's inputs are.
+    """
+    raw = np.asarray(raw)
+    gt = np.asarray(gt)
+    if raw.shape != gt.shape or raw.ndim != 3:
+        raise ValueError(f"raw {raw.shape} and gt {gt.shape} must be the same (z, y, x) shape")
+    from .loaders import normalize
+
+    norm = [normalize(s) for s in raw]
+    images, targets = [], []
+    for s in sorted({int(s) for s in z_steps}):
+        if s < 1:
+            raise ValueError(f"z_steps must be >= 1; got {s}")
+        for z in range(raw.shape[0] - s):
+            target = affinity_targets(gt[z], gt[z + s])
+            images.append(np.stack([norm[z], norm[z + s]]))
+            targets.append(target)
+            if both_orders:
+                images.append(np.stack([norm[z + s], norm[z]]))
+                targets.append(target)
+    if not images:
+        raise ValueError(f"no slice pair with steps {list(z_steps)} in a volume of shape {raw.shape}")
+    return images, targets
+
+
+def _split_channel(affinity: np.ndarray) -> np.ndarray:
+    """The network's target: 1 - z-affinity (where the neuron does *not* continue)."""
+    return 1.0 - np.asarray(affinity, np.float32)[None]
+
+
+def linker_from_model(folder: str | os.PathLike, *, seed: int = 0) -> UNet:
+    """A z-affinity network initialised from a 2D EM boundary model folder.
+
+    The first convolution is widened to two channels (each slice gets half the trained
+    filters' weight, :func:`neuroseg.models.widen_input`); the one-channel head is kept
+    (it now predicts the affinity logit) and every layer is trainable.
+    """
+    net = from_pretrained(folder, in_channels=2, out_channels=1, layers="all", seed=seed)
+    source = dict(net.meta)
+    net.meta = {
+        "target": TARGET,
+        "pixel_nm": source.get("pixel_nm"),
+        "normalisation": source.get("normalisation"),
+        "transfer": source.get("transfer"),
+        "source_target": source.get("target"),
+    }
+    return net
+
+
+def train_linker(
+    network: UNet,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    folder: str | os.PathLike,
+    z_steps: Sequence[int] = (1, 2, 3, 4),
+    crop: int = 112,
+    epochs: int = 20,
+    samples_per_epoch: int = 256,
+    val_crops: int = 32,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    loss: str = "bce+dice",
+    elastic: tuple[float, float, float] = (34.0, 4.0, 0.5),
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[AffinityLinker, pd.DataFrame]:
+    """Fine-tune a z-affinity network on (raw, gt) volumes; write the linker folder.
+
+    ``train`` and ``val`` are ``(raw, gt)`` volumes (z, y, x) at the network's pixel size;
+    every slice pair at the ``z_steps`` (in slices) is a training image. The network learns
+    the rarer class, ``1 - affinity`` (where the neuron does not continue), with ``loss``
+    (BCE + Dice by default, so the few such pixels are not drowned by the many where neurons
+    simply continue). Training runs with :func:`neuroseg.train.fit` (AdamW, cosine schedule, flips/rotations, elastic
+    deformation with ``elastic = (alpha, sigma, p)``, intensity changes), resumes a finished
+    or interrupted run in ``folder``, and keeps the weights of the lowest validation loss.
+    The returned linker has no calibration yet (see :func:`calibrate`).
+    """
+    from .train import TrainConfig, fit
+
+    images, targets = training_pairs(*train, z_steps=z_steps)
+    alpha, sigma, p = elastic
+    data = CropDataset(
+        images,
+        targets,
+        crop=(crop, crop),
+        target_fn=_split_channel,
+        augmenter=Augmenter(alpha=alpha, sigma=sigma, elastic_p=p),
+        samples_per_epoch=samples_per_epoch,
+        seed=seed,
+    )
+    val_data = None
+    if val is not None:
+        v_images, v_targets = training_pairs(*val, z_steps=z_steps, both_orders=False)
+        val_data = CropDataset(
+            v_images,
+            v_targets,
+            crop=(crop, crop),
+            target_fn=_split_channel,
+            augmenter=Augmenter.none(),
+            samples_per_epoch=val_crops,
+            seed=seed + 1,
+            fixed=True,
+        )
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss, seed=seed
+    )
+    meta = dict(network.meta)
+    meta.update({"z_steps": sorted({int(s) for s in z_steps}), "crop": crop, "calibrations": []})
+    history = fit(
+        network, data, val_data, config=config, folder=folder, resume="if_compatible", meta=meta,
+        progress=progress,
+    )
+    best = load_model(folder)
+    return AffinityLinker(best), pd.DataFrame(history)
+
+
+# --------------------------------------------------------------------------------------------
+# folders
+# --------------------------------------------------------------------------------------------
+
+
+CALIBRATIONS_FILE = "calibrations.pt"
+
+
+def save_linker(linker: AffinityLinker, folder: str | os.PathLike) -> Path:
+    """Write the linker to a model folder: the network (``weights.pt``), the calibrations'
+    settings (``config.json`` meta) and their weights (``calibrations.pt``), atomically.
+
+    Other files in the folder (``history.csv``, checkpoints) are kept.
+    """
+    meta = dict(linker.network.meta)
+    meta["target"] = TARGET
+    meta["calibrations"] = [c.to_dict() for c in linker.calibrations]
+    out = save_model(linker.network, folder, meta=meta)
+    states = {c.key: c.state for c in linker.calibrations}
+    target = Path(out) / CALIBRATIONS_FILE
+    tmp = target.with_name(f".{target.name}.tmp")
+    torch.save(states, tmp)
+    os.replace(tmp, target)
+    return out
+
+
+def read_linker(folder: str | os.PathLike) -> AffinityLinker:
+    """Read a linker folder written by :func:`save_linker` (``weights_only=True``)."""
+    network = load_model(folder)
+    meta = network.meta or {}
+    if meta.get("target") != TARGET:
+        raise ModelError(
+            f"{folder} holds a model with target {meta.get('target')!r}, not a linker "
+            f"({TARGET!r}); train one with neuroseg.linker.train_linker"
+        )
+    entries = meta.get("calibrations", [])
+    states: dict = {}
+    if entries:
+        path = Path(folder) / CALIBRATIONS_FILE
+        if not path.is_file():
+            raise ModelError(f"{folder}: {CALIBRATIONS_FILE} is missing (the calibrations' weights)")
+        try:
+            states = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+            raise ModelError(f"{path}: cannot be read as calibration weights ({exc})") from exc
+    try:
+        cals = []
+        for entry in entries:
+            key = f"{float(entry['z_nm']):g}nm_{entry['segments']}"
+            if key not in states:
+                raise KeyError(f"no weights for calibration {key}")
+            cal = Calibration.from_dict(entry, states[key])
+            cal.score(np.zeros((1, len(FEATURES))))  # the weights fit the perceptron
+            cals.append(cal)
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"{folder}: invalid linker calibration ({exc})") from exc
+    return AffinityLinker(network, cals)
