@@ -5,6 +5,9 @@
   towards each tile's border, so seams do not show.
 - :func:`segment_2d` — a user's own 2D image (grey or RGB, any integer or float dtype)
   to instance labels, with a nucleus model (foreground + contour outputs).
+- :func:`segment_volume_2d` — a 3D EM volume the 2D way: boundaries of all slices (batched,
+  :func:`predict_stack`), 2D segments per slice, then linking across z
+  (:func:`neuroseg.linking.link_slices`, e.g. with a learned linker).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from collections.abc import Sequence
 from itertools import product
 
 import numpy as np
+import numpy.typing as npt
 import torch
+from tqdm.auto import tqdm
 
 from . import instances
 from .loaders import normalize, to_grey
@@ -218,3 +223,258 @@ def segment_2d(
     else:
         labels = instances.labels_from_boundaries(prob[0], **options)
     return (labels, prob) if return_probabilities else labels
+
+
+# --------------------------------------------------------------------------------------------
+# volumes, slice by slice
+# --------------------------------------------------------------------------------------------
+
+
+def predict_stack(
+    model: UNet,
+    stack: np.ndarray,
+    *,
+    batch_size: int = 8,
+    tile: int = 512,
+    overlap: int = 32,
+    activation: str = "sigmoid",
+    progress: bool = False,
+) -> np.ndarray:
+    """Predict a 2D ``model`` over a stack of inputs (N, C, Y, X), whole slices batched.
+
+    Slices no larger than ``tile`` go through the network ``batch_size`` at a time (padded by
+    reflection to the size the network needs); larger slices are predicted one by one, tiled
+    with :func:`predict`.
+
+    Returns
+    -------
+    array (N, K, Y, X) float32
+    """
+    stack = np.asarray(stack, dtype=np.float32)
+    if stack.ndim != 4:
+        raise ValueError(f"expected a stack of shape (N, C, Y, X), got {stack.shape}")
+    if stack.shape[1] != model.config["in_channels"]:
+        raise ValueError(
+            f"stack has {stack.shape[1]} channels, the model expects {model.config['in_channels']}"
+        )
+    if not np.all(np.isfinite(stack)):
+        raise ValueError("stack contains NaN or infinite values")
+    n, _, *spatial = stack.shape
+    bar = tqdm(total=n, desc="predict", unit="slice", disable=not progress, leave=False)
+    if max(spatial) > tile:
+        out = []
+        for x in stack:
+            out.append(predict(model, x, tile=tile, overlap=overlap, activation=activation))
+            bar.update(1)
+        bar.close()
+        return np.stack(out) if out else np.zeros((0, model.config["out_channels"], *spatial), np.float32)
+    mult = model.required_multiple
+    pad = [(0, int(np.ceil(s / m) * m) - s) for s, m in zip(spatial, mult)]
+    device = _device_of(model)
+    model.eval()
+    out = np.zeros((n, model.config["out_channels"], *spatial), np.float32)
+    with torch.no_grad():
+        for b in range(0, n, batch_size):
+            x = stack[b : b + batch_size]
+            if any(p for _, p in pad):
+                x = np.pad(x, [(0, 0), (0, 0), *pad], mode="reflect")
+            y = model(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
+            if activation == "sigmoid":
+                y = torch.sigmoid(y)
+            elif activation == "softmax":
+                y = torch.softmax(y, dim=1)
+            elif activation != "none":
+                raise ValueError(f"unknown activation {activation!r}")
+            out[b : b + batch_size] = y.cpu().numpy()[:, :, : spatial[0], : spatial[1]]
+            bar.update(len(x))
+    bar.close()
+    return out
+
+
+def _check_volume(raw: np.ndarray) -> np.ndarray:
+    raw = np.asarray(raw)
+    if raw.ndim != 3:
+        raise ValueError(f"raw must be a (z, y, x) volume; got shape {raw.shape}")
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise TypeError(f"raw must hold numbers; got dtype {raw.dtype}")
+    if min(raw.shape) == 0:
+        raise ValueError(f"raw is empty (shape {raw.shape})")
+    if np.issubdtype(raw.dtype, np.floating) and not np.all(np.isfinite(raw)):
+        raise ValueError("raw contains NaN or infinite values")
+    return raw
+
+
+def _xy_scale(model: UNet, resolution: Sequence[float] | None) -> float:
+    """Model pixel size / volume pixel size (1.0 when either is unknown)."""
+    pixel_nm = (getattr(model, "meta", {}) or {}).get("pixel_nm")
+    if resolution is None or pixel_nm is None:
+        return 1.0
+    res = [float(r) for r in resolution]
+    if len(res) != 3 or min(res) <= 0:
+        raise ValueError(f"resolution must be three positive numbers (z, y, x); got {resolution}")
+    if abs(res[1] - res[2]) > 1e-6 * res[1]:
+        raise ValueError(f"resolution must be isotropic in y and x; got {resolution}")
+    return float(pixel_nm) / res[1]
+
+
+def slices_at_model_scale(
+    model: UNet, slices: np.ndarray, *, resolution: Sequence[float] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Normalise each slice (percentiles 1 and 99.8) and resample it to the model's pixel size.
+
+    Returns the (N, Y', X') float32 stack and the original (Y, X), for
+    :func:`back_to_volume_scale`.
+    """
+    from .resample import resample_image
+
+    slices = np.asarray(slices)
+    size = tuple(int(s) for s in slices.shape[-2:])
+    scale = _xy_scale(model, resolution)
+    out = []
+    for s in slices:
+        image = np.asarray(s, np.float32)
+        if abs(scale - 1.0) > 1e-6:
+            image = resample_image(image, pixel_size=1.0, target_pixel_size=scale)
+        out.append(normalize(image))
+    return np.stack(out).astype(np.float32), size
+
+
+def back_to_volume_scale(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resample (N, K, Y', X') probabilities back to the volume's (Y, X); clipped to [0, 1]."""
+    from .resample import resample_image
+
+    if tuple(prob.shape[-2:]) == tuple(size):
+        return prob
+    out = np.stack(
+        [
+            np.stack([resample_image(c, pixel_size=1.0, target_pixel_size=1.0, shape=size) for c in p])
+            for p in prob
+        ]
+    )
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def boundaries_2d(
+    model: UNet,
+    raw: npt.ArrayLike,
+    *,
+    resolution: Sequence[float] | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> np.ndarray:
+    """Boundary probabilities of every slice of a (z, y, x) EM volume, slices batched.
+
+    Each slice is normalised on its own and resampled to the model's pixel size (its
+    ``meta["pixel_nm"]``, when ``resolution`` gives the volume's; in nm) as in training; the
+    probabilities come back at the volume's own size, shape (z, y, x) float32.
+    """
+    raw = _check_volume(raw)
+    _check_boundary_model(model)
+    x, size = slices_at_model_scale(model, raw, resolution=resolution)
+    prob = predict_stack(model, x[:, None], batch_size=batch_size, progress=progress)
+    return back_to_volume_scale(prob, size)[:, 0]
+
+
+def _check_boundary_model(model: UNet) -> None:
+    target = (getattr(model, "meta", {}) or {}).get("target")
+    if target != "boundaries" or model.config["ndim"] != 2:
+        raise ValueError(
+            f"the 2D route needs a 2D boundary model (meta target 'boundaries', e.g. "
+            f"artifacts/<profile>/models/em_boundary_unet); this one predicts {target!r}"
+        )
+
+
+def segments_2d(
+    model: UNet,
+    raw: npt.ArrayLike,
+    *,
+    resolution: Sequence[float] | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+    **postprocess,
+) -> np.ndarray:
+    """2D segments of every slice of a volume (the first half of the 2D route).
+
+    :func:`boundaries_2d`, then :func:`neuroseg.instances.labels_from_boundaries_stack` with
+    the model's stored post-processing (``meta["postprocess"]``), overridable by keyword.
+    Returns uint32 (z, y, x) labels, unique over the volume, nothing linked across z.
+    """
+    prob = boundaries_2d(model, raw, resolution=resolution, batch_size=batch_size, progress=progress)
+    options = dict(model.meta.get("postprocess", {}))
+    options.update(postprocess)
+    return instances.labels_from_boundaries_stack(prob, **options)
+
+
+def segment_volume_2d(
+    model: UNet,
+    raw: npt.ArrayLike,
+    *,
+    linker=None,
+    method: str | None = None,
+    threshold: float | None = None,
+    resolution: Sequence[float] | None = None,
+    max_gap: int = 1,
+    batch_size: int = 8,
+    return_result: bool = False,
+    progress: bool = False,
+    **postprocess,
+):
+    """Segment a 3D EM volume the 2D way: boundaries per slice, 2D segments, linking in z.
+
+    Parameters
+    ----------
+    model : UNet
+        A 2D boundary model folder's network (:func:`neuroseg.load_model`), e.g.
+        ``artifacts/<profile>/models/em_boundary_unet``.
+    raw : array_like, shape (z, y, x)
+        The EM volume (any integer or float dtype; NaN refused). Not modified.
+    linker : neuroseg.linker.AffinityLinker, optional
+        A learned linker (:func:`neuroseg.linking.load_linker`). With it the default method
+        is ``"learned"`` and the default threshold is the linker's, calibrated for the
+        volume's z spacing (``resolution[0]``) on predicted segments.
+    method : {"overlap", "hungarian", "graph", "learned"}, optional
+        Default ``"learned"`` with a linker, else ``"overlap"``.
+    threshold : float, optional
+        Link threshold (default: the linker's calibrated one, else 0.25).
+    resolution : sequence of 3 float, optional
+        (z, y, x) voxel size in nm. Slices are resampled to the model's pixel size, and the
+        linker picks its calibration for this z spacing.
+    max_gap : int, optional
+        Largest slice distance of a link.
+    return_result : bool, optional
+        Return the :class:`neuroseg.linking.LinkResult` (3D labels and link table) instead
+        of the labels alone.
+    **postprocess
+        Overrides of the model's 2D post-processing (``threshold`` of the watershed seeds is
+        spelled ``seed_threshold`` here), e.g. ``seed_distance=2.0``.
+
+    Returns
+    -------
+    ndarray of uint32, shape (z, y, x)
+        3D neuron IDs ``1..N`` (or the LinkResult, see ``return_result``).
+    """
+    from .linking import link_slices
+
+    if "seed_threshold" in postprocess:
+        postprocess["threshold"] = postprocess.pop("seed_threshold")
+    labels2d = segments_2d(
+        model, raw, resolution=resolution, batch_size=batch_size, progress=progress, **postprocess
+    )
+    if method is None:
+        method = "learned" if linker is not None else "overlap"
+    if method == "learned" and linker is not None:
+        linker = linker.calibrated_for(resolution, segments="predicted")
+        if threshold is None:
+            threshold = linker.threshold
+    if threshold is None:
+        threshold = 0.25
+    result = link_slices(
+        labels2d,
+        raw=raw,
+        method=method,
+        threshold=threshold,
+        linker=linker if method == "learned" else None,
+        max_gap=max_gap,
+        resolution=resolution,
+    )
+    return result if return_result else result.labels
