@@ -110,11 +110,13 @@ class Calibration:
     hidden: int = 32
     threshold: float = 0.5
     n_pairs: int = 0
-    positive: float = float("nan")
+    positive: float | None = None
 
     def __post_init__(self):
         if self.segments not in ("oracle", "predicted"):
             raise ValueError(f"segments must be 'oracle' or 'predicted'; got {self.segments!r}")
+        if not self.z_nm > 0:
+            raise ValueError(f"z_nm must be positive; got {self.z_nm}")
         for name in ("mean", "scale"):
             if len(getattr(self, name)) != len(FEATURES):
                 raise ValueError(f"calibration {name} needs {len(FEATURES)} values")
@@ -748,7 +750,7 @@ def save_linker(linker: AffinityLinker, folder: str | os.PathLike) -> Path:
     meta["target"] = TARGET
     meta["calibrations"] = [c.to_dict() for c in linker.calibrations]
     out = save_model(linker.network, folder, meta=meta)
-    states = {c.key: c.state for c in linker.calibrations}
+    states = [c.state for c in linker.calibrations]  # in the order of meta["calibrations"]
     target = Path(out) / CALIBRATIONS_FILE
     tmp = target.with_name(f".{target.name}.tmp")
     torch.save(states, tmp)
@@ -766,7 +768,7 @@ def read_linker(folder: str | os.PathLike) -> AffinityLinker:
             f"({TARGET!r}); train one with neuroseg.linker.train_linker"
         )
     entries = meta.get("calibrations", [])
-    states: dict = {}
+    states: list = []
     if entries:
         path = Path(folder) / CALIBRATIONS_FILE
         if not path.is_file():
@@ -776,12 +778,11 @@ def read_linker(folder: str | os.PathLike) -> AffinityLinker:
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
             raise ModelError(f"{path}: cannot be read as calibration weights ({exc})") from exc
     try:
+        if not isinstance(states, list | tuple) or len(states) != len(entries):
+            raise ValueError(f"{len(entries)} calibrations in config.json but other weights in the file")
         cals = []
-        for entry in entries:
-            key = f"{float(entry['z_nm']):g}nm_{entry['segments']}"
-            if key not in states:
-                raise KeyError(f"no weights for calibration {key}")
-            cal = Calibration.from_dict(entry, states[key])
+        for entry, state in zip(entries, states, strict=True):
+            cal = Calibration.from_dict(entry, state)
             cal.score(np.zeros((1, len(FEATURES))))  # the weights fit the perceptron
             cals.append(cal)
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:

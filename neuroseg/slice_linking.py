@@ -299,8 +299,8 @@ def error_map(seg: np.ndarray, gt: np.ndarray) -> np.ndarray:
     >>> gt = np.array([[1, 1, 2, 2]])
     >>> error_map(np.array([[1, 2, 3, 3]]), gt).tolist()
     [[0, 1, 0, 0]]
-    >>> error_map(np.array([[1, 1, 1, 2]]), gt).tolist()
-    [[0, 0, 2, 0]]
+    >>> error_map(np.array([[1, 1, 1, 1]]), np.array([[1, 1, 1, 2]])).tolist()
+    [[0, 0, 0, 2]]
     """
     c = metrics.contingency(seg, gt, ignore_b=0)
     s_idx = np.unique(seg, return_inverse=True)

@@ -12,7 +12,6 @@ table, z, threshold, selection) that tests call without a browser.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,7 +216,6 @@ class LinkInspector:
         threshold: float = 0.5,
         method: str = "graph",
         scale: int = 2,
-        thresholds: Sequence[float] | None = None,
     ):
         import ipywidgets as w
 
@@ -269,10 +267,12 @@ class LinkInspector:
         self.view = view
         options = [("none", 0)] + [(f"object {i}", int(i)) for i in view.objects]
         if [o[1] for o in self.object.options] != [o[1] for o in options]:
-            with self.object.hold_trait_notifications():
-                self.object.unobserve(self._update, names="value")
+            # new options reset the dropdown's value; put the selection back without a re-run
+            self.object.unobserve(self._update, names="value")
+            try:
                 self.object.options = options
                 self.object.value = view.selection or 0
+            finally:
                 self.object.observe(self._update, names="value")
         self.left.value = self._png(view.images[0])
         self.right.value = self._png(view.images[1])

@@ -246,3 +246,88 @@ def test_build_unet_seeding():
     pairs = list(zip(a.parameters(), b.parameters(), strict=True))
     assert all(torch.equal(p, q) for p, q in pairs)
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+
+
+# --------------------------------------------------------------------------------------------
+# widen_input
+# --------------------------------------------------------------------------------------------
+
+
+def _trained_looking(model: UNet) -> UNet:
+    """Give BatchNorm non-trivial running statistics, so eval mode is not the identity."""
+    model.train()
+    with torch.no_grad():
+        for seed in range(3):
+            g = torch.Generator().manual_seed(seed)
+            model(torch.rand(2, model.config["in_channels"], 16, 16, generator=g) * 3 + 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("in_channels", [2, 3])
+def test_widen_input_same_output_on_duplicated_input(in_channels):
+    from neuroseg.models import widen_input
+
+    source = _trained_looking(build_unet({**SMALL_2D, "out_channels": 2}, seed=0))
+    source.meta = {"target": "boundaries", "pixel_nm": 10.0}
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    wide = widen_input(source, in_channels).eval()
+    x = torch.rand(2, 1, 16, 24, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = source(x)
+        got = wide(x.repeat(1, in_channels, 1, 1))
+    assert got.shape == expected.shape == (2, 2, 16, 24)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # different channels give a different output: every channel is really used
+    with torch.no_grad():
+        other = wide(torch.cat([x, torch.zeros(2, in_channels - 1, 16, 24)], 1))
+    assert not torch.allclose(other, expected, atol=1e-3)
+    assert wide.config == {**source.config, "in_channels": in_channels}
+    assert wide.encoders[0].conv1.in_channels == in_channels
+    assert wide.meta == source.meta and wide.meta is not source.meta
+    # the source is untouched
+    assert source.config["in_channels"] == 1
+    assert source.encoders[0].conv1.weight.shape[1] == 1
+    for key, value in source.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    with torch.no_grad():
+        torch.testing.assert_close(source(x), expected)
+    # the copy is independent: training it does not change the source
+    with torch.no_grad():
+        wide.head.weight.add_(1.0)
+    assert torch.equal(source.head.weight, state["head.weight"])
+
+
+def test_widen_input_spreads_filters_over_channels():
+    from neuroseg.models import widen_input
+
+    source = build_unet({**SMALL_2D, "norm": None}, seed=0)
+    wide = widen_input(source, 3)
+    old, new = source.encoders[0].conv1, wide.encoders[0].conv1
+    assert new.weight.shape == (old.out_channels, 3, *old.kernel_size)
+    for c in range(3):
+        torch.testing.assert_close(new.weight[:, c], old.weight[:, 0] / 3)
+    torch.testing.assert_close(new.bias, old.bias)
+    assert new.weight.requires_grad
+
+
+def test_widen_input_from_two_channels_and_folder_round_trip(tmp_path):
+    from neuroseg.models import widen_input
+
+    source = _trained_looking(build_unet({**SMALL_2D, "in_channels": 2}, seed=3))
+    wide = widen_input(source, 4).eval()
+    x = torch.rand(1, 2, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(wide(torch.cat([x, x], 1)), source(x), atol=1e-5, rtol=1e-5)
+    loaded = load_model(save_model(wide, tmp_path / "wide"))
+    assert loaded.config["in_channels"] == 4
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(torch.cat([x, x], 1)), wide(torch.cat([x, x], 1)))
+
+
+def test_widen_input_rejects_bad_arguments():
+    from neuroseg.models import widen_input
+
+    with pytest.raises(TypeError, match="UNet"):
+        widen_input(nn.Conv2d(1, 1, 3), 2)
+    with pytest.raises(ValueError):
+        widen_input(build_unet(SMALL_2D, seed=0), 0)
