@@ -30,8 +30,9 @@ Pipeline
    - ``"graph"`` -- every eligible pair is a link (union-find), so a neurite may branch
      and two may join;
    - ``"learned"`` -- the same, with one constraint: two segments of one slice that touch
-     each other are different neurons (else they would be one segment), so they may never
-     end up in one object. The eligible pairs (all gaps) are joined in order of decreasing
+     each other (or are separated only by a background line up to ``2 * MUTEX_REACH`` = 4
+     pixels wide, a membrane) are different neurons (else they would be one segment), so
+     they may never end up in one object. The eligible pairs (all gaps) are joined in order of decreasing
      score by a mutex watershed (:func:`mwatershed.cluster`) with a mutex between every two
      touching segments of a slice; a pair whose join would violate a mutex is not linked.
      One false link can then no longer fuse two neighbouring neurons through a chain.
@@ -457,8 +458,19 @@ _RULES = {
 }
 
 
+#: For the mutex of ``"learned"``, each segment is grown by this many pixels into the
+#: background (label 0); segments of one slice that then touch count as touching, i.e. those
+#: separated by a background line up to ``2 * MUTEX_REACH`` pixels wide (a membrane).
+MUTEX_REACH = 2
+
+
 def _touching(labels: np.ndarray, segs: _Segments) -> tuple[np.ndarray, np.ndarray]:
-    """Node pairs of segments of one slice that touch (4-neighbours), each pair once."""
+    """Node pairs of segments of one slice that touch (4-neighbours) or are separated by at
+    most ``2 * MUTEX_REACH`` background pixels (a boundary drawn as label 0), each pair once."""
+    if (labels == 0).any():
+        from skimage.segmentation import expand_labels
+
+        labels = np.stack([expand_labels(s, distance=MUTEX_REACH) for s in labels])
     za, ia, ib = [], [], []
     for a, b in ((labels[:, :, :-1], labels[:, :, 1:]), (labels[:, :-1, :], labels[:, 1:, :])):
         m = (a != b) & (a != 0) & (b != 0)

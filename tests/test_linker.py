@@ -869,12 +869,13 @@ def test_learned_with_uncalibrated_linker_picks_calibration_from_resolution(cali
 
 
 def test_branch_is_one_object_with_learned():
-    # slice 0: one segment; slice 1: two pieces (not touching) under it; slice 2: both go on
+    # slice 0: one segment; slice 1: two pieces under it, further apart than 2 * MUTEX_REACH
+    # (6 background pixels); slice 2: both go on
     labels = np.array(
         [
-            [[1, 1, 1, 1, 1, 1, 1]],
-            [[2, 2, 0, 0, 0, 3, 3]],
-            [[4, 4, 0, 0, 0, 5, 5]],
+            [[1, 1, 1, 1, 1, 1, 1, 1, 1, 1]],
+            [[2, 2, 0, 0, 0, 0, 0, 0, 3, 3]],
+            [[4, 4, 0, 0, 0, 0, 0, 0, 5, 5]],
         ]
     )
     res = link_slices(
@@ -920,6 +921,9 @@ def test_touching_segments_direct():
     res = link_slices(labels, method="learned", linker=_Scorer(), threshold=0.0)
     assert res.n_objects == 2
     assert res.labels[0, 0, 0] != res.labels[0, 0, 3]
-    # diagonal contact is not touching (4-neighbours): those may be merged
-    diag = np.array([[[1, 0], [0, 2]], [[3, 3], [3, 3]]])
-    assert link_slices(diag, method="learned", linker=_Scorer(), threshold=0.0).n_objects == 1
+    # segments separated by a background line up to 2 * MUTEX_REACH pixels wide (a membrane
+    # drawn as 0) also count as touching; wider apart they may be merged
+    near = np.array([[[1, 0, 0, 0, 0, 2]], [[3, 3, 3, 3, 3, 3]]])
+    assert link_slices(near, method="learned", linker=_Scorer(), threshold=0.0).n_objects == 2
+    far = np.array([[[1, 0, 0, 0, 0, 0, 2]], [[3, 3, 3, 3, 3, 3, 3]]])
+    assert link_slices(far, method="learned", linker=_Scorer(), threshold=0.0).n_objects == 1
