@@ -32,6 +32,17 @@ def _device_of(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def _activate(y: torch.Tensor, activation: str) -> torch.Tensor:
+    """``"sigmoid"``, ``"softmax"`` (over channels) or ``"none"`` on network outputs."""
+    if activation == "sigmoid":
+        return torch.sigmoid(y)
+    if activation == "softmax":
+        return torch.softmax(y, dim=1)
+    if activation != "none":
+        raise ValueError(f"unknown activation {activation!r}")
+    return y
+
+
 def _blend_window(shape: Sequence[int], overlap: Sequence[int]) -> np.ndarray:
     """Separable weights: 1 in the middle, ramping linearly to a small value over ``overlap``."""
     w = np.ones(tuple(shape), np.float32)
@@ -122,14 +133,7 @@ def predict(
                 tiles.append(np.pad(piece, [(0, 0)] + pad, mode="reflect") if any(
                     p for _, p in pad) else piece)
             x = torch.from_numpy(np.stack(tiles)).to(device)
-            y = model(x).float()
-            if activation == "sigmoid":
-                y = torch.sigmoid(y)
-            elif activation == "softmax":
-                y = torch.softmax(y, dim=1)
-            elif activation != "none":
-                raise ValueError(f"unknown activation {activation!r}")
-            y = y.cpu().numpy()
+            y = _activate(model(x).float(), activation).cpu().numpy()
             if out is None:
                 out = np.zeros((y.shape[1], *spatial), np.float32)
             for c, pred in zip(batch_corners, y):
@@ -279,13 +283,7 @@ def predict_stack(
             if any(p for _, p in pad):
                 x = np.pad(x, [(0, 0), (0, 0), *pad], mode="reflect")
             y = model(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
-            if activation == "sigmoid":
-                y = torch.sigmoid(y)
-            elif activation == "softmax":
-                y = torch.softmax(y, dim=1)
-            elif activation != "none":
-                raise ValueError(f"unknown activation {activation!r}")
-            out[b : b + batch_size] = y.cpu().numpy()[:, :, : spatial[0], : spatial[1]]
+            out[b : b + batch_size] = _activate(y, activation).cpu().numpy()[:, :, : spatial[0], : spatial[1]]
             bar.update(len(x))
     bar.close()
     return out
