@@ -73,6 +73,7 @@ def predict(
     batch_size: int = 4,
     activation: str = "sigmoid",
     amp: bool = True,
+    progress: bool = False,
 ) -> np.ndarray:
     """Predict ``model`` over ``image`` of shape (C, *spatial), tile by tile.
 
@@ -85,6 +86,7 @@ def predict(
     overlap : overlap between neighbouring tiles, per axis
     activation : ``"sigmoid"``, ``"softmax"`` (over channels) or ``"none"``
     amp : bf16 autocast on CUDA
+    progress : show a progress bar over the tiles
 
     Returns
     -------
@@ -123,7 +125,7 @@ def predict(
         device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
     )
     with torch.no_grad(), autocast:
-        for b in range(0, len(corners), batch_size):
+        for b in tqdm(range(0, len(corners), batch_size), desc="tiles", disable=not progress):
             batch_corners = corners[b : b + batch_size]
             tiles = []
             for c in batch_corners:

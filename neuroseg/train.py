@@ -39,7 +39,10 @@ class TrainConfig:
     """Options of :func:`fit`.
 
     ``loss`` is ``"bce"``, ``"dice"`` or ``"bce+dice"`` (binary targets, one per output
-    channel) or ``"ce"`` / ``"ce+dice"`` (a class-index target, softmax outputs).
+    channel), ``"balanced_bce"`` (BCE where, per channel and batch, the 1s and the 0s of the
+    target weigh half each: for rare boundaries) or ``"ce"`` / ``"ce+dice"`` (a class-index
+    target, softmax outputs). A binary target with twice the output channels carries a
+    validity mask in its second half: voxels where it is 0 do not count.
     ``channel_weights`` weight the BCE of each output channel. ``early_stopping`` is a
     patience in epochs on the validation loss (``None``: off). ``schedule`` is
     ``"cosine"`` (decay to 1 % of ``lr`` over the run) or ``None``.
@@ -60,7 +63,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
 
     def __post_init__(self):
-        if self.loss not in ("bce", "dice", "bce+dice", "ce", "ce+dice"):
+        if self.loss not in ("bce", "dice", "bce+dice", "balanced_bce", "ce", "ce+dice"):
             raise ValueError(f"unknown loss {self.loss!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}")
@@ -73,13 +76,44 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, eps: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice per channel (sigmoid of logits vs binary target), averaged."""
+def soft_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, *, eps: float = 1.0, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """1 - soft Dice per channel (sigmoid of logits vs binary target), averaged; voxels where
+    ``mask`` is 0 do not count."""
     prob = torch.sigmoid(logits)
+    if mask is not None:
+        prob, target = prob * mask, target * mask
     dims = tuple(range(2, logits.ndim)) + (0,)
     inter = (prob * target).sum(dims)
     denom = prob.sum(dims) + target.sum(dims)
     return (1 - (2 * inter + eps) / (denom + eps)).mean()
+
+
+def _split_mask(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(target, mask): a target with twice the logits' channels holds a validity mask."""
+    k = logits.shape[1]
+    if target.shape[1] == 2 * k:
+        return target[:, :k], target[:, k:]
+    if target.shape[1] != k:
+        raise ValueError(f"target has {target.shape[1]} channels for {k} outputs (need {k} or {2 * k})")
+    return target, None
+
+
+def _balanced_weights(target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Per-voxel weights under which the 1s and the 0s of each channel weigh half each."""
+    valid = torch.ones_like(target) if mask is None else mask
+    dims = (0,) + tuple(range(2, target.ndim))
+    pos = (target * valid).sum(dims, keepdim=True)
+    neg = ((1 - target) * valid).sum(dims, keepdim=True)
+    total = pos + neg
+    w_pos = torch.where(pos > 0, total / (2 * pos.clamp(min=1)), torch.zeros_like(pos))
+    w_neg = torch.where(neg > 0, total / (2 * neg.clamp(min=1)), torch.zeros_like(neg))
+    # a channel with only one class present keeps plain weights
+    one_class = (pos == 0) | (neg == 0)
+    w_pos = torch.where(one_class, torch.ones_like(w_pos), w_pos)
+    w_neg = torch.where(one_class, torch.ones_like(w_neg), w_neg)
+    return valid * (target * w_pos + (1 - target) * w_neg)
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -95,10 +129,18 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> 
             dice = (2 * (prob * onehot).sum(dims) + 1) / (prob.sum(dims) + onehot.sum(dims) + 1)
             loss = loss + (1 - dice).mean()
         return loss
+    target, mask = _split_mask(logits, target)
     loss = logits.new_zeros(())
     if "bce" in config.loss:
         per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        per_channel = per_pixel.mean(dim=(0,) + tuple(range(2, logits.ndim)))
+        dims = (0,) + tuple(range(2, logits.ndim))
+        if config.loss == "balanced_bce":
+            w = _balanced_weights(target, mask)
+            per_channel = (per_pixel * w).sum(dims) / w.sum(dims).clamp(min=1e-6)
+        elif mask is not None:
+            per_channel = (per_pixel * mask).sum(dims) / mask.sum(dims).clamp(min=1.0)
+        else:
+            per_channel = per_pixel.mean(dim=dims)
         if config.channel_weights is not None:
             w = torch.as_tensor(config.channel_weights, dtype=per_channel.dtype, device=logits.device)
             if w.numel() != per_channel.numel():
@@ -109,7 +151,7 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> 
         else:
             loss = loss + per_channel.mean()
     if "dice" in config.loss:
-        loss = loss + soft_dice_loss(logits, target)
+        loss = loss + soft_dice_loss(logits, target, mask=mask)
     return loss
 
 
