@@ -58,7 +58,9 @@ __all__ = [
     "axon_morphometrics",
     "masks_from_classes",
     "match_axons",
+    "matched_morphometrics",
     "morphometrics_agreement",
+    "pair_differences",
     "summary",
 ]
 
@@ -549,6 +551,64 @@ def match_axons(
     return pairs.sort_values("true_id", ignore_index=True)
 
 
+def matched_morphometrics(
+    true_axon: npt.ArrayLike,
+    true_myelin: npt.ArrayLike,
+    pred_axon: npt.ArrayLike,
+    pred_myelin: npt.ArrayLike,
+    *,
+    pixel_size: float,
+    threshold: float = 0.5,
+) -> pd.DataFrame:
+    """Per-axon morphometrics of a predicted and a manual segmentation, side by side.
+
+    Both segmentations are measured with :func:`axon_morphometrics` and their axons paired
+    with :func:`match_axons` (IoU > ``threshold``).
+
+    Parameters
+    ----------
+    true_axon, true_myelin, pred_axon, pred_myelin : array_like of bool
+        2-D masks, all of the same shape.
+    pixel_size : float
+        µm per pixel.
+    threshold : float, optional
+        IoU threshold for a match, in [0.5, 1].
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per matched pair: ``true_id``, ``pred_id``, ``iou``, every measure with the
+        suffix ``_true`` and ``_pred``, and ``compared``: True when the pair is myelinated in
+        both and touches the border in neither (the pairs whose measures are comparable).
+        ``attrs`` holds ``n_true`` and ``n_pred``, the axon counts of each segmentation.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:80, :80]
+    >>> r2 = (yy - 40) ** 2 + (xx - 40) ** 2
+    >>> axon, myelin = r2 <= 20**2, (r2 > 20**2) & (r2 <= 30**2)
+    >>> pairs = matched_morphometrics(axon, myelin, r2 <= 21**2, myelin & (r2 > 21**2), pixel_size=0.1)
+    >>> pairs[["gratio_true", "gratio_pred"]].round(2).values.tolist()
+    [[0.67, 0.7]]
+    """
+    px = _check_pixel_size(pixel_size)
+    ta = _as_binary(true_axon, "true_axon")
+    pa = _as_binary(pred_axon, "pred_axon")
+    _check_same_shape(ta, pa, "true_axon", "pred_axon")
+    tf = assign_myelin(ta, true_myelin)
+    pf = assign_myelin(pa, pred_myelin)
+    tdf, pdf = _measure(tf, px), _measure(pf, px)
+    pairs = match_axons(tf.axons, pf.axons, true_df=tdf, pred_df=pdf, threshold=threshold)
+    pairs["compared"] = (
+        pairs["myelinated_true"].to_numpy(bool)
+        & pairs["myelinated_pred"].to_numpy(bool)
+        & ~pairs["touches_border_true"].to_numpy(bool)
+        & ~pairs["touches_border_pred"].to_numpy(bool)
+    )
+    pairs.attrs.update({"n_true": len(tdf), "n_pred": len(pdf)})
+    return pairs
+
+
 def morphometrics_agreement(
     true_axon: npt.ArrayLike,
     true_myelin: npt.ArrayLike,
@@ -560,9 +620,8 @@ def morphometrics_agreement(
 ) -> dict:
     """How well morphometrics from predicted masks agree with those from manual masks.
 
-    Both segmentations are measured with :func:`axon_morphometrics`, axons are paired with
-    :func:`match_axons` (IoU > ``threshold``), and measures are compared over the *compared*
-    pairs: matched, myelinated in both, and touching the border in neither.
+    The pairs of :func:`matched_morphometrics` are compared where ``compared`` is True:
+    matched, myelinated in both, and touching the border in neither.
 
     Parameters
     ----------
@@ -588,21 +647,39 @@ def morphometrics_agreement(
     >>> morphometrics_agreement(axon, myelin, axon, myelin, pixel_size=0.1)["gratio_mad"]
     0.0
     """
-    px = _check_pixel_size(pixel_size)
-    ta = _as_binary(true_axon, "true_axon")
-    pa = _as_binary(pred_axon, "pred_axon")
-    _check_same_shape(ta, pa, "true_axon", "pred_axon")
-    tf = assign_myelin(ta, true_myelin)
-    pf = assign_myelin(pa, pred_myelin)
-    tdf, pdf = _measure(tf, px), _measure(pf, px)
-    pairs = match_axons(tf.axons, pf.axons, true_df=tdf, pred_df=pdf, threshold=threshold)
-    both = (
-        pairs["myelinated_true"].to_numpy(bool)
-        & pairs["myelinated_pred"].to_numpy(bool)
-        & ~pairs["touches_border_true"].to_numpy(bool)
-        & ~pairs["touches_border_pred"].to_numpy(bool)
+    pairs = matched_morphometrics(
+        true_axon, true_myelin, pred_axon, pred_myelin, pixel_size=pixel_size, threshold=threshold
     )
-    sel = pairs[both]
+    return {
+        "n_true": pairs.attrs["n_true"],
+        "n_pred": pairs.attrs["n_pred"],
+        "n_matched": len(pairs),
+        **pair_differences(pairs),
+    }
+
+
+def pair_differences(pairs: pd.DataFrame) -> dict:
+    """Mean absolute differences over the compared pairs of :func:`matched_morphometrics`
+    tables (one image's, or several concatenated, so that every axon counts once).
+
+    Returns
+    -------
+    dict
+        ``n_compared``, ``gratio_mad``, ``axon_diam_mad_um``, ``myelin_thickness_mad_um``
+        (NaN when nothing is compared).
+
+    Examples
+    --------
+    >>> pairs = pd.DataFrame({"compared": [True, False], "gratio_true": [0.6, 0.5],
+    ...     "gratio_pred": [0.7, 0.9], "axon_diam_um_true": [2.0, 1.0],
+    ...     "axon_diam_um_pred": [2.5, 1.0], "myelin_thickness_um_true": [0.5, 0.5],
+    ...     "myelin_thickness_um_pred": [0.5, 0.1]})
+    >>> {k: round(v, 3) for k, v in pair_differences(pairs).items()}
+    {'n_compared': 1, 'gratio_mad': 0.1, 'axon_diam_mad_um': 0.5, 'myelin_thickness_mad_um': 0.0}
+    """
+    if "compared" not in pairs.columns:
+        raise ValueError("pairs lacks the column 'compared' (use matched_morphometrics)")
+    sel = pairs[pairs["compared"].to_numpy(bool)]
 
     def mad(col: str) -> float:
         if not len(sel):
@@ -610,10 +687,7 @@ def morphometrics_agreement(
         return float(np.mean(np.abs(sel[f"{col}_pred"] - sel[f"{col}_true"])))
 
     return {
-        "n_true": len(tdf),
-        "n_pred": len(pdf),
-        "n_matched": len(pairs),
-        "n_compared": int(both.sum()),
+        "n_compared": len(sel),
         "gratio_mad": mad("gratio"),
         "axon_diam_mad_um": mad("axon_diam_um"),
         "myelin_thickness_mad_um": mad("myelin_thickness_um"),
