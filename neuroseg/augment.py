@@ -274,8 +274,9 @@ def elastic_deform(
     axes: Sequence[int] | None = None,
     order: int = 1,
     ndim: int | None = None,
+    scale: float = 1.0,
 ) -> tuple[NDArray[np.floating], Labels | None]:
-    """Random smooth elastic deformation (Simard et al., 2003).
+    """Random smooth elastic deformation (Simard et al., 2003), optionally with a zoom.
 
     For each deformed axis a displacement field is drawn uniformly from (-1, 1) per pixel,
     smoothed with a Gaussian of standard deviation ``sigma`` pixels (zero outside the array)
@@ -305,6 +306,10 @@ def elastic_deform(
         Spline order for the image, 0 to 5 (1 = linear).
     ndim : {2, 3}, optional
         Spatial dimensionality, needed only without labels for a 3-D image.
+    scale : float
+        Zoom about the centre along the deformed axes, applied with the same resampling:
+        ``scale > 1`` magnifies (objects get larger), ``scale < 1`` shrinks (the border is
+        filled by reflection). 1 (default) leaves the size alone.
 
     Returns
     -------
@@ -335,6 +340,10 @@ def elastic_deform(
         raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
     if isinstance(order, bool) or not isinstance(order, numbers.Integral) or not 0 <= order <= 5:
         raise ValueError(f"order must be an integer from 0 to 5, got {order!r}")
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (
+        scale > 0 and math.isfinite(scale)
+    ):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
 
     spatial = image_c.shape[1:]
     field_shape = tuple(s if a in deform_axes else 1 for a, s in enumerate(spatial))
@@ -344,6 +353,9 @@ def elastic_deform(
         shape = [1] * ndim
         shape[axis] = size
         grid = np.arange(size, dtype=np.float64).reshape(shape)
+        if axis in deform_axes and scale != 1.0:
+            centre = (size - 1) / 2
+            grid = centre + (grid - centre) / float(scale)
         if axis in deform_axes:
             noise = rng.uniform(-1.0, 1.0, size=field_shape)
             grid = grid + alpha * ndi.gaussian_filter(noise, field_sigma, mode="constant")
@@ -491,6 +503,10 @@ class Augmenter:
         Spatial axes that may be flipped.
     intensity_p : float
         Probability of each intensity change.
+    scale_range : (float, float), optional
+        Random zoom factor range, drawn log-uniformly per sample and applied with the
+        elastic deformation (:func:`elastic_deform`'s ``scale``; a sample that is not
+        deformed is only zoomed). ``None`` (default): no zoom, and no random draw.
 
     Examples
     --------
@@ -510,6 +526,7 @@ class Augmenter:
     elastic_axes: tuple[int, ...] | None = None
     flip_axes: tuple[int, ...] = (-2, -1)
     intensity_p: float = 0.5
+    scale_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("elastic", "flip_rotate", "intensity"):
@@ -530,6 +547,11 @@ class Augmenter:
         if self.elastic_axes is not None:
             object.__setattr__(self, "elastic_axes", tuple(self.elastic_axes))
         object.__setattr__(self, "flip_axes", tuple(self.flip_axes))
+        if self.scale_range is not None:
+            lo, hi = (float(v) for v in self.scale_range)
+            if not (0 < lo <= hi and math.isfinite(hi)):
+                raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range!r}")
+            object.__setattr__(self, "scale_range", (lo, hi))
 
     @classmethod
     def none(cls) -> Augmenter:
@@ -560,15 +582,21 @@ class Augmenter:
             image, labels = random_flip_rotate(
                 image, labels, rng=rng, axes=self.flip_axes, ndim=ndim
             )
-        if self.elastic and rng.random() < self.elastic_p:
+        deform = self.elastic and rng.random() < self.elastic_p
+        scale = 1.0
+        if self.scale_range is not None:
+            lo, hi = self.scale_range
+            scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        if deform or scale != 1.0:
             image, labels = elastic_deform(
                 image,
                 labels,
                 rng=rng,
-                alpha=self.alpha,
+                alpha=self.alpha if deform else 0.0,
                 sigma=self.sigma,
                 axes=self.elastic_axes,
                 ndim=ndim,
+                scale=scale,
             )
         if self.intensity:
             image = random_intensity(image, rng=rng, p=self.intensity_p, ndim=ndim)
