@@ -1,0 +1,791 @@
+"""Axon and myelin segmentation (the AxonDeepSeg part): data, training, inference, evaluation.
+
+Used by ``notebooks/50_axon_myelin.ipynb``. A 2D U-Net classifies every pixel of an SEM or TEM
+image of a nerve cross-section as background, myelin or (myelinated) axon, and on TEM also
+unmyelinated axon (the classes of :data:`neuroseg.data.AXON_CLASSES`), with softmax outputs
+and a cross-entropy (+ Dice) loss. Two initialisations are compared: from scratch, and from
+the nucleus model of ``10_nucleus_pretraining`` (its head replaced, every layer fine-tuned).
+
+Pixel size is part of the model. A model is trained at one pixel size (``pixel_size_um`` in
+its folder's ``meta``); :func:`segment` resamples an image to it, predicts, and resamples the
+class probabilities back to the image's own grid. An image far from the model's pixel size
+(beyond ``max_ratio``) is refused with a clear error, and one moderately far gives a
+:class:`~neuroseg.resample.PixelSizeWarning`: upsampling a coarse image does not add the
+detail the model learned from. :func:`pixel_size_sensitivity` shows what a wrong pixel size
+does to the scores.
+
+Scores are computed at the image's native pixel size against the manual masks: Dice per class
+(:func:`neuroseg.metrics.dice_per_class`), and the morphometrics of
+:mod:`neuroseg.morphometrics` from predicted masks against those from the manual masks, over
+axons matched at IoU > 0.5 (:func:`neuroseg.morphometrics.matched_morphometrics`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import data, datasets, metrics, morphometrics, paths, splits, transfer
+from .augment import Augmenter
+from .inference import predict
+from .loaders import CropDataset, normalize, to_grey
+from .models import ModelError, UNet, load_model
+from .resample import PixelSizeWarning, check_pixel_size, resample_image, resample_labels
+from .train import TrainConfig, fit, history_frame
+
+__all__ = [
+    "DATASETS",
+    "AxonTask",
+    "AxonSetting",
+    "class_names",
+    "load_samples",
+    "network_pair",
+    "make_task",
+    "data_table",
+    "Comparison",
+    "compare",
+    "train_setting",
+    "segment",
+    "probabilities",
+    "evaluate",
+    "comparison_row",
+    "choose",
+    "pixel_size_sensitivity",
+    "headline",
+    "overlay_classes",
+    "examples_figure",
+    "gratio_figure",
+    "curves_figure",
+    "sensitivity_figure",
+]
+
+#: The two AxonDeepSeg datasets, by modality.
+DATASETS = {
+    "sem": "axondeepseg_sem_rat_spinalcord",
+    "tem": "axondeepseg_tem_mouse_corpuscallosum_srf",
+}
+
+#: AxonDeepSeg's reported performance of its own SEM model on its SEM test set (Zaimi et al.
+#: 2018, Table 2): Dice of axon and myelin. For context only: their model, training set and
+#: test images differ from ours.
+AXONDEEPSEG_PAPER = {"sem_dice_axon": 0.95, "sem_dice_myelin": 0.88}
+
+#: The targets of issue #9 for held-out SEM images.
+TARGETS = {"sem_dice_axon": 0.85, "sem_dice_myelin": 0.80, "sem_gratio_mad": 0.05}
+
+# colour-blind-safe class colours (Okabe-Ito): myelin orange, axon blue, uaxon bluish green
+CLASS_COLOURS = {1: "#E69F00", 2: "#0072B2", 3: "#009E73"}
+
+
+def _check_modality(modality: str) -> str:
+    if modality not in DATASETS:
+        raise ValueError(f"modality must be one of {sorted(DATASETS)}; got {modality!r}")
+    return modality
+
+
+def class_names(modality: str) -> tuple[str, ...]:
+    """Class names by index: background, myelin, axon (and uaxon on TEM).
+
+    Examples
+    --------
+    >>> class_names("tem")
+    ('background', 'myelin', 'axon', 'uaxon')
+    """
+    names = ("background", "myelin", "axon")
+    return names + ("uaxon",) if _check_modality(modality) == "tem" else names
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+
+def load_samples(
+    modality: str, part: str, *, max_images: int | None = None, profile: str | None = None
+) -> list[data.Sample]:
+    """The samples of one part (train/val/test) of the recorded split, at native pixel size.
+
+    The split (by animal) is the one ``00_data_preparation`` recorded; ``max_images`` keeps
+    the first few (the quick profile).
+    """
+    name = DATASETS[_check_modality(modality)]
+    split = splits.load_split(name, profile=profile)
+    if part not in split["parts"]:
+        raise ValueError(f"part must be one of {sorted(split['parts'])}; got {part!r}")
+    ids = list(split["parts"][part])
+    if max_images is not None:
+        ids = ids[: int(max_images)]
+    root = datasets.require(name)
+    out = []
+    for i in ids:
+        s = data.read_axondeepseg(root, i)
+        if s.pixel_size is None:
+            raise data.DataError(f"{name}/{i}: no pixel size in samples.csv")
+        out.append(s)
+    return out
+
+
+def _normalised(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must be 2-D grey or (Y, X, C); got shape {image.shape}")
+    if image.dtype.kind in "f" and not np.isfinite(image).all():
+        raise ValueError("image holds NaN or infinite values")
+    return normalize(to_grey(image))
+
+
+def network_pair(sample: data.Sample, pixel_size_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """(image (1, Y', X') float32, classes (Y', X')) resampled to ``pixel_size_um``.
+
+    The image is normalised (percentiles 1-99.8 to [0, 1]) and resampled bilinearly; the class
+    image by nearest neighbour (:func:`neuroseg.resample.resample_labels`).
+    """
+    image = _normalised(sample.image)
+    if math.isclose(sample.pixel_size, pixel_size_um, rel_tol=1e-6):
+        return image[None].astype(np.float32), np.asarray(sample.labels)
+    small = resample_image(image, pixel_size=sample.pixel_size, target_pixel_size=pixel_size_um)
+    labels = resample_labels(
+        sample.labels, pixel_size=sample.pixel_size, target_pixel_size=pixel_size_um,
+        shape=small.shape,
+    )
+    return small[None].astype(np.float32), labels
+
+
+@dataclass(frozen=True)
+class AxonTask:
+    """One modality's data and training set-up.
+
+    Attributes
+    ----------
+    modality : "sem" or "tem"
+    pixel_size_um : the pixel size the model works at (images are resampled to it)
+    train, val : samples (native pixel size)
+    crop : training crop (pixels at the model's pixel size)
+    samples_per_epoch, val_crops : crops per epoch, fixed validation crops
+    tile : inference tile
+    elastic : (alpha, sigma, probability) of the elastic deformation
+    scale_range : random zoom range of the training crops (fibre sizes differ between
+        animals more than pixel sizes do), or None
+    pretrained : the nucleus model folder
+    folder : where the settings' model folders go
+    """
+
+    modality: str
+    pixel_size_um: float
+    train: tuple[data.Sample, ...]
+    val: tuple[data.Sample, ...]
+    crop: int
+    samples_per_epoch: int
+    val_crops: int
+    tile: int
+    elastic: tuple[float, float, float]
+    pretrained: Path
+    folder: Path
+    scale_range: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        _check_modality(self.modality)
+        if not self.train or not self.val:
+            raise ValueError(f"{self.modality}: need training and validation samples")
+        if not (self.pixel_size_um > 0 and math.isfinite(self.pixel_size_um)):
+            raise ValueError(f"pixel_size_um must be positive; got {self.pixel_size_um}")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return class_names(self.modality)
+
+
+def make_task(
+    modality: str,
+    *,
+    pixel_size_um: float,
+    crop: int,
+    samples_per_epoch: int,
+    val_crops: int,
+    tile: int,
+    elastic: Sequence[float] = (34.0, 4.0, 0.5),
+    scale_range: Sequence[float] | None = None,
+    max_images: dict | None = None,
+    profile: str | None = None,
+) -> AxonTask:
+    """The task of one modality with the recorded split's train and val samples; models go
+    to ``<models>/axon_myelin_<modality>/<setting>``."""
+    limits = max_images or {}
+    return AxonTask(
+        modality=modality,
+        pixel_size_um=float(pixel_size_um),
+        train=tuple(load_samples(modality, "train", max_images=limits.get("train"), profile=profile)),
+        val=tuple(load_samples(modality, "val", max_images=limits.get("val"), profile=profile)),
+        crop=int(crop),
+        samples_per_epoch=int(samples_per_epoch),
+        val_crops=int(val_crops),
+        tile=int(tile),
+        elastic=tuple(float(v) for v in elastic),
+        pretrained=paths.models_dir(profile) / "nucleus_unet",
+        folder=paths.models_dir(profile) / f"axon_myelin_{modality}",
+        scale_range=None if scale_range is None else tuple(float(v) for v in scale_range),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AxonSetting:
+    """One training run: ``init`` is ``"scratch"`` or ``"pretrained"`` (the nucleus model,
+    head replaced, every layer trained)."""
+
+    init: str = "pretrained"
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "ce+dice"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.init not in ("scratch", "pretrained"):
+            raise ValueError(f"init must be 'scratch' or 'pretrained'; got {self.init!r}")
+        if self.loss not in ("ce", "ce+dice"):
+            raise ValueError(f"loss must be 'ce' or 'ce+dice'; got {self.loss!r}")
+
+    @property
+    def key(self) -> str:
+        """Folder name: every field, so that each run is trained once."""
+        return (
+            f"{self.init}_e{self.epochs}_b{self.batch_size}_lr{self.lr:g}_wd{self.weight_decay:g}"
+            f"_{self.loss.replace('+', '-')}_s{self.seed}"
+        )
+
+
+def _model_meta(task: AxonTask) -> dict:
+    return {
+        "target": "classes",
+        "task": f"axon_myelin_{task.modality}",
+        "modality": task.modality,
+        "dataset": DATASETS[task.modality],
+        "outputs": list(task.classes),
+        "pixel_size_um": task.pixel_size_um,
+        "crop": task.crop,
+        "normalisation": "grey, percentiles 1-99.8 to [0, 1]",
+        "training": {
+            "samples_per_epoch": task.samples_per_epoch,
+            "val_crops": task.val_crops,
+            "elastic": list(task.elastic),
+            "scale_range": None if task.scale_range is None else list(task.scale_range),
+            "val_images": [s.id for s in task.val],
+        },
+        "train_images": [s.id for s in task.train],
+    }
+
+
+def _build(task: AxonTask, setting: AxonSetting) -> UNet:
+    k = len(task.classes)
+    if setting.init == "scratch":
+        config = dict(load_model(task.pretrained).config)
+        config["out_channels"] = k
+        return transfer.from_scratch(config, seed=setting.seed)
+    return transfer.from_pretrained(task.pretrained, out_channels=k, layers="all", seed=setting.seed)
+
+
+def _class_target(labels: np.ndarray) -> np.ndarray:
+    return np.asarray(labels, np.float32)[None]
+
+
+def train_setting(
+    task: AxonTask, setting: AxonSetting, *, progress: bool = False
+) -> tuple[UNet, pd.DataFrame]:
+    """Train one setting into ``task.folder / setting.key``; return (best model, history).
+
+    Augmentation: flips and right-angle rotations (mirroring), elastic deformation
+    (``task.elastic``), random zoom (``task.scale_range``) and intensity changes. A finished run with the same data, set-up and
+    source weights is not repeated.
+    """
+    pairs = [network_pair(s, task.pixel_size_um) for s in task.train]
+    val_pairs = [network_pair(s, task.pixel_size_um) for s in task.val]
+    crop = (task.crop, task.crop)
+    for s, (im, _) in zip(list(task.train) + list(task.val), pairs + val_pairs):
+        if min(im.shape[1:]) < task.crop:
+            raise ValueError(
+                f"{s.id}: {im.shape[1:]} px at {task.pixel_size_um} µm is smaller than the crop {task.crop}"
+            )
+    alpha, sigma, p = task.elastic
+    train_data = CropDataset(
+        [q[0] for q in pairs], [q[1] for q in pairs], crop=crop, target_fn=_class_target,
+        augmenter=Augmenter(alpha=alpha, sigma=sigma, elastic_p=p, scale_range=task.scale_range),
+        samples_per_epoch=task.samples_per_epoch, seed=setting.seed,
+    )
+    val_data = CropDataset(
+        [q[0] for q in val_pairs], [q[1] for q in val_pairs], crop=crop, target_fn=_class_target,
+        samples_per_epoch=task.val_crops, seed=10_000 + setting.seed, fixed=True,
+    )
+    model = _build(task, setting)
+    meta = {**_model_meta(task), "transfer": model.meta["transfer"], "setting": dataclasses.asdict(setting)}
+    config = TrainConfig(
+        epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr,
+        weight_decay=setting.weight_decay, loss=setting.loss, seed=setting.seed,
+    )
+    folder = task.folder / setting.key
+    fit(model, train_data, val_data, config=config, folder=folder, meta=meta,
+        resume="if_compatible", progress=progress)
+    return load_model(folder), history_frame(folder)
+
+
+# --------------------------------------------------------------------------------------------
+# inference
+# --------------------------------------------------------------------------------------------
+
+
+def _model_pixel_size(model: UNet) -> float:
+    meta = getattr(model, "meta", None) or {}
+    if meta.get("target") != "classes" or "pixel_size_um" not in meta:
+        raise ModelError(
+            "not an axon/myelin model: its meta lacks target='classes' and pixel_size_um "
+            "(train one with neuroseg.axon_myelin.train_setting)"
+        )
+    return float(meta["pixel_size_um"])
+
+
+def probabilities(
+    model: UNet,
+    image: np.ndarray,
+    *,
+    pixel_size: float,
+    tile: int | None = 256,
+    tolerance: float = 2.5,
+    max_ratio: float | None = 4.0,
+    progress: bool = False,
+) -> np.ndarray:
+    """Class probabilities (K, Y, X) of ``image`` on its own grid.
+
+    The image is normalised, resampled from ``pixel_size`` (µm) to the model's pixel size,
+    predicted tile by tile (softmax), and the probabilities are resampled back to the image's
+    shape. See :func:`segment` for the pixel-size check.
+    """
+    model_px = _model_pixel_size(model)
+    check_pixel_size(pixel_size, model_px, tolerance=tolerance, max_ratio=max_ratio)
+    x = _normalised(image)
+    shape = x.shape
+    if not math.isclose(pixel_size, model_px, rel_tol=1e-6):
+        x = resample_image(x, pixel_size=pixel_size, target_pixel_size=model_px)
+    tiles = None if tile is None else (int(tile), int(tile))
+    p = predict(model, x[None].astype(np.float32), tile=tiles, overlap=32, activation="softmax",
+                progress=progress)
+    if p.shape[1:] != shape:
+        p = np.moveaxis(
+            resample_image(np.moveaxis(p, 0, -1), pixel_size=model_px, target_pixel_size=pixel_size,
+                           shape=shape),
+            -1, 0,
+        )
+    return np.clip(p, 0.0, 1.0).astype(np.float32)
+
+
+def segment(
+    model: UNet,
+    image: np.ndarray,
+    *,
+    pixel_size: float,
+    tile: int | None = 256,
+    tolerance: float = 2.5,
+    max_ratio: float | None = 4.0,
+    progress: bool = False,
+) -> np.ndarray:
+    """Segment an SEM/TEM image into classes (0 background, 1 myelin, 2 axon, 3 uaxon).
+
+    Parameters
+    ----------
+    model : UNet
+        An axon/myelin model (its ``meta`` has ``target="classes"`` and ``pixel_size_um``).
+    image : array (Y, X) or (Y, X, C)
+    pixel_size : float
+        The image's pixel size in µm. Required: the model was trained at one pixel size
+        and the image is resampled to it (and the classes back to the image's grid).
+    tile : int or None
+        Inference tile at the model's pixel size (None: the whole image at once).
+    tolerance, max_ratio : float
+        With ``r = pixel_size / model pixel size`` taken either way round: beyond
+        ``tolerance`` it warns (:class:`~neuroseg.resample.PixelSizeWarning`: resampling that
+        far loses or invents detail), beyond ``max_ratio`` the model refuses to run
+        (``ValueError``); ``max_ratio=None`` only warns.
+
+    Returns
+    -------
+    ndarray of uint8, shape (Y, X)
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> net = UNet(ndim=2, out_channels=3, depth=2, base_features=4)
+    >>> net.meta = {"target": "classes", "pixel_size_um": 0.1}
+    >>> segment(net, np.random.default_rng(0).random((30, 40)), pixel_size=0.12).shape
+    (30, 40)
+    >>> segment(net, np.zeros((30, 40)), pixel_size=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: image pixel size 0.5 µm is 5x coarser than the 0.1 µm ...
+    """
+    p = probabilities(model, image, pixel_size=pixel_size, tile=tile, tolerance=tolerance,
+                      max_ratio=max_ratio, progress=progress)
+    return p.argmax(0).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def _masks(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = np.asarray(classes)
+    return c == data.AXON_CLASSES["axon"], c == data.AXON_CLASSES["myelin"]
+
+
+def evaluate(
+    model: UNet,
+    samples: Sequence[data.Sample],
+    *,
+    tile: int | None = 256,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[np.ndarray]]:
+    """Score ``model`` on samples at their native pixel size.
+
+    Returns
+    -------
+    per_image : DataFrame
+        One row per image: ``image``, ``pixel_size_um``, ``dice_<class>`` for each
+        non-background class, the axon counts (``n_true``, ``n_pred``, ``n_matched``,
+        ``n_compared``), ``gratio_mad``, ``axon_diam_mad_um``, ``myelin_thickness_mad_um`` and
+        the mean g-ratio of the manual and predicted measured fibres.
+    pairs : DataFrame
+        The matched axons of all images (:func:`neuroseg.morphometrics.matched_morphometrics`)
+        with an ``image`` column.
+    predictions : list of class images
+    """
+    names = class_names(_modality_of(model))
+    rows, tables, preds = [], [], []
+    for s in tqdm(samples, desc="evaluate", disable=not progress, leave=False):
+        pred = segment(model, s.image, pixel_size=s.pixel_size, tile=tile)
+        preds.append(pred)
+        dice = metrics.dice_per_class(s.labels, pred, range(1, len(names)))
+        ta, tm = _masks(s.labels)
+        pa, pm = _masks(pred)
+        pairs = morphometrics.matched_morphometrics(ta, tm, pa, pm, pixel_size=s.pixel_size)
+        diffs = morphometrics.pair_differences(pairs)
+        true_sum = morphometrics.summary(morphometrics.axon_morphometrics(ta, tm, pixel_size=s.pixel_size))
+        pred_sum = morphometrics.summary(morphometrics.axon_morphometrics(pa, pm, pixel_size=s.pixel_size))
+        rows.append({
+            "image": s.id,
+            "pixel_size_um": s.pixel_size,
+            **{f"dice_{names[k]}": v for k, v in dice.items()},
+            "n_true": pairs.attrs["n_true"],
+            "n_pred": pairs.attrs["n_pred"],
+            "n_matched": len(pairs),
+            **diffs,
+            "gratio_mean_true": true_sum["gratio_mean"],
+            "gratio_mean_pred": pred_sum["gratio_mean"],
+        })
+        tables.append(pairs.assign(image=s.id))
+    pairs_all = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return pd.DataFrame(rows), pairs_all, preds
+
+
+def _modality_of(model: UNet) -> str:
+    _model_pixel_size(model)
+    modality = model.meta.get("modality")
+    if modality not in DATASETS:
+        raise ModelError(f"the model's meta names no known modality (got {modality!r})")
+    return modality
+
+
+def comparison_row(per_image: pd.DataFrame, pairs: pd.DataFrame) -> dict:
+    """Summary of an :func:`evaluate` result: Dice per class as the mean over images, and
+    the morphometric differences pooled over every compared axon of every image."""
+    if per_image.empty:
+        raise ValueError("no images were evaluated")
+    out = {c: float(per_image[c].mean()) for c in per_image.columns if c.startswith("dice_")}
+    out["n_images"] = len(per_image)
+    out.update(morphometrics.pair_differences(pairs))
+    return out
+
+
+def choose(table: pd.DataFrame, *, by: str = "val_dice_mean") -> pd.Series:
+    """The row with the highest ``by`` (validation score), first on ties."""
+    if table.empty or by not in table.columns:
+        raise ValueError(f"need a non-empty table with the column {by!r}")
+    return table.loc[table[by].idxmax()]
+
+
+def data_table(task: AxonTask, test: Sequence[data.Sample]) -> pd.DataFrame:
+    """The images of each part: id, pixel size, native size and size at the model's pixel size."""
+    rows = []
+    for part, samples in (("train", task.train), ("val", task.val), ("test", test)):
+        for s in samples:
+            h, w = np.shape(s.labels)
+            scale = s.pixel_size / task.pixel_size_um
+            rows.append({
+                "modality": task.modality, "part": part, "image": s.id,
+                "pixel_size_um": s.pixel_size, "height_px": h, "width_px": w,
+                "width_um": round(w * s.pixel_size, 2),
+                "model_height_px": int(math.floor(h * scale + 0.5)),
+                "model_width_px": int(math.floor(w * scale + 0.5)),
+            })
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare` for one modality.
+
+    ``table`` has one row per initialisation (validation and test scores, training time);
+    ``chosen`` is the initialisation with the best mean validation Dice; ``histories``,
+    ``models``, ``test`` (init -> (per_image, pairs, predictions) of :func:`evaluate`) hold
+    the rest.
+    """
+
+    modality: str
+    table: pd.DataFrame
+    chosen: str
+    histories: dict
+    models: dict
+    test: dict
+
+
+def compare(
+    task: AxonTask,
+    test: Sequence[data.Sample],
+    *,
+    inits: Sequence[str] = ("scratch", "pretrained"),
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    loss: str = "ce+dice",
+    seed: int = 0,
+    tile: int | None = 256,
+    progress: bool = True,
+) -> Comparison:
+    """Train one setting per initialisation, score each on the validation and test images,
+    and choose by mean validation Dice over the non-background classes."""
+    rows, histories, models, tests = [], {}, {}, {}
+    for init in inits:
+        setting = AxonSetting(init=init, epochs=epochs, batch_size=batch_size, lr=lr,
+                              weight_decay=weight_decay, loss=loss, seed=seed)
+        model, history = train_setting(task, setting, progress=progress)
+        val = comparison_row(*evaluate(model, task.val, tile=tile)[:2])
+        per_image, pairs, preds = evaluate(model, test, tile=tile, progress=progress)
+        tst = comparison_row(per_image, pairs)
+        dice_cols = [c for c in val if c.startswith("dice_")]
+        rows.append({
+            "modality": task.modality,
+            "init": init,
+            "setting": setting.key,
+            "best_epoch": int(model.meta.get("best_epoch", len(history))),
+            "train_seconds": float(history["seconds"].sum()),
+            **{f"val_{k}": v for k, v in val.items()},
+            "val_dice_mean": float(np.mean([val[c] for c in dice_cols])),
+            **{f"test_{k}": v for k, v in tst.items()},
+            "test_dice_mean": float(np.mean([tst[c] for c in dice_cols])),
+        })
+        histories[init], models[init], tests[init] = history, model, (per_image, pairs, preds)
+    table = pd.DataFrame(rows)
+    chosen = str(choose(table)["init"])
+    return Comparison(task.modality, table.assign(chosen=table["init"] == chosen), chosen,
+                      histories, models, tests)
+
+
+def pixel_size_sensitivity(
+    model: UNet,
+    samples: Sequence[data.Sample],
+    *,
+    factors: Sequence[float] = (0.5, 0.7, 1.0, 1.4, 2.0),
+    max_px: int | None = 768,
+    tile: int | None = 256,
+) -> pd.DataFrame:
+    """Dice when the pixel size given to :func:`segment` is wrong by a factor.
+
+    Each image (its central ``max_px`` square at most, to bound the cost) is segmented with
+    ``pixel_size = true pixel size * factor`` (the warning of far factors is recorded, not
+    shown). Returns one row per image and factor: ``image``, ``factor``, ``warned``,
+    ``dice_<class>``.
+    """
+    names = class_names(_modality_of(model))
+    rows = []
+    for s in samples:
+        image, labels = np.asarray(s.image), np.asarray(s.labels)
+        if max_px is not None:
+            y0 = max(0, (image.shape[0] - max_px) // 2)
+            x0 = max(0, (image.shape[1] - max_px) // 2)
+            image = image[y0:y0 + max_px, x0:x0 + max_px]
+            labels = labels[y0:y0 + max_px, x0:x0 + max_px]
+        for f in factors:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PixelSizeWarning)
+                pred = segment(model, image, pixel_size=s.pixel_size * float(f), tile=tile,
+                               max_ratio=None)
+            dice = metrics.dice_per_class(labels, pred, range(1, len(names)))
+            rows.append({
+                "image": s.id,
+                "factor": float(f),
+                "warned": any(issubclass(w.category, PixelSizeWarning) for w in caught),
+                **{f"dice_{names[k]}": v for k, v in dice.items()},
+            })
+    return pd.DataFrame(rows)
+
+
+def headline(comparisons: Sequence[Comparison], tasks: dict[str, AxonTask]) -> dict:
+    """The flat numbers of ``reports/metrics/50_axon_myelin.json``.
+
+    Per modality: the test Dice of each class (``sem_dice_axon``, ``tem_dice_uaxon``...), the
+    g-ratio and axon diameter differences to the manual masks, of the initialisation chosen
+    on validation; and whether the SEM targets of :data:`TARGETS` are met.
+    """
+    out: dict = {}
+    for c in comparisons:
+        m = c.modality
+        row = c.table[c.table["init"] == c.chosen].iloc[0]
+        for name in class_names(m)[1:]:
+            out[f"{m}_dice_{name}"] = float(row[f"test_dice_{name}"])
+        out[f"{m}_gratio_mad"] = float(row["test_gratio_mad"])
+        out[f"{m}_axon_diam_mad_um"] = float(row["test_axon_diam_mad_um"])
+        out[f"{m}_myelin_thickness_mad_um"] = float(row["test_myelin_thickness_mad_um"])
+        out[f"{m}_n_compared_axons"] = int(row["test_n_compared"])
+        out[f"{m}_init"] = c.chosen
+        out[f"{m}_pixel_size_um"] = tasks[m].pixel_size_um
+        out[f"{m}_n_train_images"] = len(tasks[m].train)
+        out[f"{m}_n_test_images"] = int(row["test_n_images"])
+        for init in c.table["init"]:
+            other = c.table[c.table["init"] == init].iloc[0]
+            out[f"{m}_{init}_test_dice_mean"] = float(other["test_dice_mean"])
+    if "sem_dice_axon" in out:
+        out["sem_targets_met"] = bool(
+            out["sem_dice_axon"] >= TARGETS["sem_dice_axon"]
+            and out["sem_dice_myelin"] >= TARGETS["sem_dice_myelin"]
+            and out["sem_gratio_mad"] <= TARGETS["sem_gratio_mad"]
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------
+
+
+def overlay_classes(ax, image: np.ndarray, classes: np.ndarray, *, title: str | None = None, alpha=0.45):
+    """Grey image with myelin, axon and uaxon in colour-blind-safe colours."""
+    from matplotlib.colors import to_rgba
+
+    from .plots import normalise_for_display
+
+    ax.imshow(normalise_for_display(image), cmap="gray")
+    rgba = np.zeros(np.shape(classes) + (4,))
+    for k, colour in CLASS_COLOURS.items():
+        rgba[np.asarray(classes) == k] = to_rgba(colour, alpha)
+    ax.imshow(rgba)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+    return ax
+
+
+def _class_legend(fig, names: Sequence[str]) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=CLASS_COLOURS[k], label=names[k]) for k in range(1, len(names))]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+
+
+def examples_figure(samples: Sequence[data.Sample], preds: Sequence[np.ndarray], *, modality: str,
+                    n: int = 3, max_px: int = 600):
+    """Image, manual classes and predicted classes for the first ``n`` samples (central
+    ``max_px`` square)."""
+    import matplotlib.pyplot as plt
+
+    names = class_names(modality)
+    n = min(n, len(samples))
+    fig, axes = plt.subplots(n, 3, figsize=(9, 3 * n + 0.4), squeeze=False)
+    for row, (s, pred) in enumerate(zip(samples[:n], preds[:n])):
+        y0 = max(0, (s.image.shape[0] - max_px) // 2)
+        x0 = max(0, (s.image.shape[1] - max_px) // 2)
+        sl = (slice(y0, y0 + max_px), slice(x0, x0 + max_px))
+        size_um = min(max_px, s.image.shape[1]) * s.pixel_size
+        axes[row, 0].imshow(s.image[sl], cmap="gray")
+        axes[row, 0].set_title(f"{s.id}\n{s.pixel_size:g} µm/px, {size_um:.1f} µm wide", fontsize=8)
+        axes[row, 0].set_axis_off()
+        overlay_classes(axes[row, 1], s.image[sl], s.labels[sl], title="manual")
+        overlay_classes(axes[row, 2], s.image[sl], pred[sl], title="predicted")
+    _class_legend(fig, names)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def gratio_figure(pairs: pd.DataFrame, *, title: str):
+    """Histogram of g-ratios (manual vs predicted) and g-ratio against axon diameter, over
+    the compared axons."""
+    import matplotlib.pyplot as plt
+
+    sel = pairs[pairs["compared"].to_numpy(bool)] if len(pairs) else pairs
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    bins = np.linspace(0.3, 1.0, 36)
+    for side, colour in (("true", "#000000"), ("pred", "#D55E00")):
+        label = "manual" if side == "true" else "predicted"
+        if len(sel):
+            a.hist(sel[f"gratio_{side}"], bins=bins, histtype="step", lw=1.8, color=colour,
+                   label=f"{label} (mean {sel[f'gratio_{side}'].mean():.3f})")
+            b.scatter(sel[f"axon_diam_um_{side}"], sel[f"gratio_{side}"], s=6, alpha=0.5,
+                      color=colour, label=label)
+    a.set_xlabel("g-ratio (axon diameter / fibre diameter)")
+    a.set_ylabel("matched axons")
+    b.set_xlabel("axon diameter (µm, equivalent circle)")
+    b.set_ylabel("g-ratio")
+    for ax in (a, b):
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: {len(sel)} matched myelinated axons not touching the border", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(histories: dict[str, pd.DataFrame]):
+    """Validation loss and training loss per epoch, one line per run."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, h in histories.items():
+        axes[0].plot(h["epoch"], h["train_loss"], label=label)
+        axes[1].plot(h["epoch"], h["val_loss"], label=label)
+    axes[0].set_ylabel("training loss (CE + Dice)")
+    axes[1].set_ylabel("validation loss (CE + Dice)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity_figure(table: pd.DataFrame, *, modality: str):
+    """Mean Dice per class against the factor by which the given pixel size is wrong."""
+    import matplotlib.pyplot as plt
+
+    names = class_names(modality)
+    mean = table.groupby("factor").mean(numeric_only=True)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for k in range(1, len(names)):
+        ax.plot(mean.index, mean[f"dice_{names[k]}"], marker="o", color=CLASS_COLOURS[k],
+                label=names[k])
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xticks(list(mean.index), [f"{f:g}" for f in mean.index])
+    ax.set_xlabel("given pixel size / true pixel size")
+    ax.set_ylabel("Dice (mean over test images)")
+    ax.set_title(f"{modality.upper()}: a wrong pixel size", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,380 @@
+"""Axon/myelin segmentation: pixel-size handling, training set-up, evaluation and the headline.
+
+Synthetic nerve cross-sections (rings of myelin around axons, with known classes) stand in for
+the AxonDeepSeg images; the last tests read the real data sets.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neuroseg import axon_myelin as am
+from neuroseg import data
+from neuroseg.augment import Augmenter, elastic_deform
+from neuroseg.models import ModelError, UNet, load_model, save_model
+from neuroseg.resample import PixelSizeWarning
+
+
+def _fibres(shape=(96, 96), *, seed=0, n=6, uaxon=False) -> tuple[np.ndarray, np.ndarray]:
+    """(image, classes): bright myelin rings around dark axons on a mid-grey background."""
+    rng = np.random.default_rng(seed)
+    classes = np.zeros(shape, np.uint8)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for _ in range(n):
+        cy, cx = rng.integers(12, shape[0] - 12), rng.integers(12, shape[1] - 12)
+        r = rng.uniform(4, 8)
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        classes[(d2 <= (r + 3) ** 2) & (classes == 0)] = 1
+        classes[d2 <= r**2] = 2
+    if uaxon:
+        classes[2:8, 2:8] = 3
+    image = np.choose(classes, [0.5, 0.9, 0.1, 0.3]) + rng.normal(0, 0.02, shape)
+    return (image * 255).clip(0, 255).astype(np.uint8), classes
+
+
+def _sample(i: int, *, pixel_size=0.1, shape=(96, 96), uaxon=False) -> data.Sample:
+    image, classes = _fibres(shape, seed=i, uaxon=uaxon)
+    return data.Sample(id=f"s{i}", image=image, labels=classes, pixel_size=pixel_size)
+
+
+def _net(out_channels=3, *, pixel_size=0.1, modality="sem") -> UNet:
+    torch.manual_seed(0)
+    net = UNet(ndim=2, in_channels=1, out_channels=out_channels, depth=2, base_features=4)
+    net.meta = {"target": "classes", "pixel_size_um": pixel_size, "modality": modality}
+    return net.eval()
+
+
+def _task(tmp_path, *, modality="sem", pixel_size=0.1, scale_range=None) -> am.AxonTask:
+    src = tmp_path / "nucleus"
+    torch.manual_seed(1)
+    save_model(UNet(ndim=2, in_channels=1, out_channels=2, depth=2, base_features=4), src,
+               meta={"target": "fg_contour"})
+    uaxon = modality == "tem"
+    return am.AxonTask(
+        modality=modality, pixel_size_um=pixel_size,
+        train=(_sample(0, pixel_size=0.05, shape=(128, 128), uaxon=uaxon), _sample(1, uaxon=uaxon)),
+        val=(_sample(2, uaxon=uaxon),), crop=48, samples_per_epoch=4, val_crops=2, tile=64,
+        elastic=(34.0, 4.0, 0.5), pretrained=src, folder=tmp_path / "models",
+        scale_range=scale_range,
+    )
+
+
+# ---------------------------------------------------------------------------------- classes
+
+
+def test_class_names():
+    assert am.class_names("sem") == ("background", "myelin", "axon")
+    assert am.class_names("tem")[3] == "uaxon"
+    with pytest.raises(ValueError, match="modality"):
+        am.class_names("confocal")
+
+
+# ---------------------------------------------------------------------------- pixel size
+
+
+def test_network_pair_resamples_image_and_classes_to_the_model_pixel_size():
+    s = _sample(0, pixel_size=0.05, shape=(100, 80))
+    image, classes = am.network_pair(s, 0.1)
+    assert image.shape == (1, 50, 40) and classes.shape == (50, 40)
+    assert image.dtype == np.float32
+    assert set(np.unique(classes)) <= {0, 1, 2}
+    # same pixel size: classes untouched, image normalised only
+    image, classes = am.network_pair(s, 0.05)
+    assert image.shape == (1, 100, 80)
+    np.testing.assert_array_equal(classes, s.labels)
+
+
+def test_segment_returns_the_image_grid_at_any_nearby_pixel_size():
+    net = _net()
+    image, _ = _fibres((90, 70))
+    for px in (0.1, 0.07, 0.2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PixelSizeWarning)
+            out = am.segment(net, image, pixel_size=px, tile=None)
+        assert out.shape == (90, 70) and out.dtype == np.uint8
+        assert out.max() <= 2
+
+
+def test_probabilities_sum_to_one():
+    p = am.probabilities(_net(4, modality="tem"), _fibres((64, 64))[0], pixel_size=0.1, tile=None)
+    assert p.shape == (4, 64, 64)
+    np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-4)
+
+
+def test_segment_warns_then_refuses_far_pixel_sizes():
+    net = _net()
+    image = _fibres((64, 64))[0]
+    with pytest.warns(PixelSizeWarning, match="3x coarser"):
+        am.segment(net, image, pixel_size=0.3, tile=None)
+    with pytest.raises(ValueError, match=r"0\.5 µm is 5x coarser than the 0\.1 µm"):
+        am.segment(net, image, pixel_size=0.5, tile=None)
+    with pytest.raises(ValueError, match="finer"):
+        am.segment(net, image, pixel_size=0.02, tile=None)
+    with pytest.warns(PixelSizeWarning):  # max_ratio=None only warns
+        am.segment(net, image, pixel_size=0.5, tile=None, max_ratio=None)
+
+
+@pytest.mark.parametrize("px", [0.0, -0.1, math.nan])
+def test_segment_rejects_invalid_pixel_sizes(px):
+    with pytest.raises(ValueError, match="pixel_size"):
+        am.segment(_net(), _fibres((32, 32))[0], pixel_size=px)
+
+
+def test_segment_refuses_a_model_that_is_not_an_axon_model():
+    net = _net()
+    net.meta = {"target": "fg_contour"}
+    with pytest.raises(ModelError, match="not an axon/myelin model"):
+        am.segment(net, _fibres((32, 32))[0], pixel_size=0.1)
+
+
+def test_segment_rejects_nan_and_bad_shapes():
+    image = _fibres((32, 32))[0].astype(np.float32)
+    image[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        am.segment(_net(), image, pixel_size=0.1)
+    with pytest.raises(ValueError, match="2-D"):
+        am.segment(_net(), np.zeros((2, 3, 32, 32)), pixel_size=0.1)
+
+
+def test_segment_does_not_modify_its_input():
+    image = _fibres((48, 48))[0]
+    before = image.copy()
+    am.segment(_net(), image, pixel_size=0.15, tile=None)
+    np.testing.assert_array_equal(image, before)
+
+
+# ---------------------------------------------------------------------------- augmentation
+
+
+def test_zoom_scales_a_centred_square():
+    lab = np.zeros((33, 33), np.int32)
+    lab[13:20, 13:20] = 4  # 7 px side, centred on 16
+    img, out = elastic_deform(lab[None].astype(np.float32), lab, rng=np.random.default_rng(0),
+                              alpha=0.0, scale=2.0)
+    ys, xs = np.nonzero(out == 4)
+    assert ys.max() - ys.min() + 1 == 14 and xs.max() - xs.min() + 1 == 14
+    assert set(np.unique(out)) == {0, 4}
+    _, out = elastic_deform(lab[None].astype(np.float32), lab, rng=np.random.default_rng(0),
+                            alpha=0.0, scale=0.5)
+    # the square shrinks to about 3.5 px a side in the centre (reflection fills the border)
+    assert 9 <= (out[8:25, 8:25] == 4).sum() <= 16
+    with pytest.raises(ValueError, match="scale"):
+        elastic_deform(lab[None].astype(np.float32), lab, rng=np.random.default_rng(0), scale=0)
+
+
+def test_augmenter_without_zoom_draws_as_before():
+    image, lab = _fibres((40, 40))
+    x = image[None].astype(np.float32)
+    a = Augmenter()(x, lab, rng=np.random.default_rng(3))
+    b = Augmenter(scale_range=None)(x, lab, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(a[0], b[0])
+    c = Augmenter(scale_range=(1.5, 1.5), elastic=False, flip_rotate=False, intensity=False)(
+        x, lab, rng=np.random.default_rng(3))
+    assert (c[1] == 2).sum() > (lab == 2).sum() * 1.8  # a 1.5x zoom: 2.25x the area
+    with pytest.raises(ValueError, match="scale_range"):
+        Augmenter(scale_range=(2.0, 1.0))
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def test_setting_key_names_every_field_and_rejects_unknown_options():
+    a = am.AxonSetting(init="scratch", epochs=3)
+    assert a.key == "scratch_e3_b8_lr0.001_wd0.0001_ce-dice_s0"
+    assert am.AxonSetting(seed=1).key != am.AxonSetting().key
+    with pytest.raises(ValueError, match="init"):
+        am.AxonSetting(init="imagenet")
+    with pytest.raises(ValueError, match="loss"):
+        am.AxonSetting(loss="bce")
+
+
+def test_task_needs_train_and_val(tmp_path):
+    task = _task(tmp_path)
+    with pytest.raises(ValueError, match="training and validation"):
+        am.AxonTask(**{**task.__dict__, "val": ()})
+
+
+@pytest.mark.parametrize("init", ["scratch", "pretrained"])
+def test_train_setting_writes_a_reusable_model_folder(tmp_path, init):
+    task = _task(tmp_path, scale_range=(0.8, 1.25))
+    setting = am.AxonSetting(init=init, epochs=2, batch_size=2)
+    model, history = am.train_setting(task, setting)
+    folder = task.folder / setting.key
+    for name in ("config.json", "weights.pt", "history.csv", "env.json"):
+        assert (folder / name).is_file()
+    assert list(history["epoch"]) == [1, 2]
+    assert model.config["out_channels"] == 3
+    meta = load_model(folder).meta
+    assert meta["pixel_size_um"] == 0.1 and meta["target"] == "classes" and meta["modality"] == "sem"
+    assert meta["outputs"] == ["background", "myelin", "axon"]
+    assert meta["training"]["scale_range"] == [0.8, 1.25]
+    assert (meta["transfer"]["source"] is None) == (init == "scratch")
+    # a finished run is reused, not retrained
+    stamp = (folder / "weights.pt").stat().st_mtime_ns
+    _, again = am.train_setting(task, setting)
+    assert (folder / "weights.pt").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(history, again)
+    # and the model segments an image at the data's pixel size
+    out = am.segment(model, task.train[0].image, pixel_size=0.05, tile=64)
+    assert out.shape == task.train[0].image.shape
+
+
+def test_same_seed_same_weights(tmp_path):
+    setting = am.AxonSetting(init="scratch", epochs=1, batch_size=2)
+    weights = []
+    for k in range(2):
+        task = _task(tmp_path / str(k))
+        model, _ = am.train_setting(task, setting)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
+def test_tem_task_has_four_classes(tmp_path):
+    task = _task(tmp_path, modality="tem", pixel_size=0.1)
+    model, _ = am.train_setting(task, am.AxonSetting(init="pretrained", epochs=1, batch_size=2))
+    assert model.config["out_channels"] == 4
+    per_image, pairs, preds = am.evaluate(model, task.val, tile=64)
+    assert {"dice_myelin", "dice_axon", "dice_uaxon"} <= set(per_image.columns)
+
+
+def test_crop_larger_than_an_image_is_an_error(tmp_path):
+    task = _task(tmp_path)
+    task = am.AxonTask(**{**task.__dict__, "crop": 200})
+    with pytest.raises(ValueError, match="smaller than the crop 200"):
+        am.train_setting(task, am.AxonSetting(epochs=1))
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+class _Oracle(torch.nn.Module):
+    """A 'model' whose logits are the one-hot classes of the grey levels of ``_fibres``."""
+
+    def __init__(self, meta):
+        super().__init__()
+        self.meta = meta
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.config = {"ndim": 2, "depth": 1, "pool_factors": []}
+
+    def forward(self, x):
+        # normalised grey levels: 0.1 axon < 0.5 background < 0.9 myelin (percentile scaling)
+        v = x[:, 0]
+        lo, hi = v.amin(), v.amax()
+        v = (v - lo) / (hi - lo + 1e-6)
+        cls = torch.where(v < 0.25, 2, torch.where(v > 0.75, 1, 0))
+        return torch.nn.functional.one_hot(cls, 3).movedim(-1, 1).float() * 10 + self.w
+
+
+def test_evaluate_scores_a_perfect_prediction_as_perfect(monkeypatch):
+    samples = [_sample(i, shape=(80, 80)) for i in range(2)]
+    oracle = _Oracle({"target": "classes", "pixel_size_um": 0.1, "modality": "sem"})
+    monkeypatch.setattr(am, "predict", lambda model, x, **kw: torch.softmax(model(torch.from_numpy(x)[None]), 1)[0].detach().numpy())
+    per_image, pairs, preds = am.evaluate(oracle, samples, tile=None)
+    assert per_image["dice_axon"].tolist() == [1.0, 1.0]
+    assert per_image["dice_myelin"].tolist() == [1.0, 1.0]
+    assert (per_image["gratio_mad"].fillna(0) == 0).all()
+    assert set(pairs["image"]) <= {"s0", "s1"} and (pairs["iou"] == 1.0).all()
+    row = am.comparison_row(per_image, pairs)
+    assert row["dice_axon"] == 1.0 and row["n_images"] == 2
+    assert row["n_compared"] == int(pairs["compared"].sum())
+
+
+def test_comparison_row_pools_axons_and_averages_images():
+    per_image = pd.DataFrame({"dice_axon": [0.8, 0.6], "dice_myelin": [0.7, 0.9]})
+    pairs = pd.DataFrame({
+        "compared": [True, True, True, False],
+        "gratio_true": [0.6, 0.6, 0.6, 0.6], "gratio_pred": [0.7, 0.6, 0.6, 0.0],
+        "axon_diam_um_true": [1.0] * 4, "axon_diam_um_pred": [1.3, 1.0, 1.0, 9.0],
+        "myelin_thickness_um_true": [0.2] * 4, "myelin_thickness_um_pred": [0.2] * 4,
+    })
+    row = am.comparison_row(per_image, pairs)
+    assert row["dice_axon"] == pytest.approx(0.7) and row["dice_myelin"] == pytest.approx(0.8)
+    assert row["n_compared"] == 3
+    assert row["gratio_mad"] == pytest.approx(0.1 / 3)
+    assert row["axon_diam_mad_um"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="no images"):
+        am.comparison_row(pd.DataFrame(), pairs)
+
+
+def _comparison(modality, rows):
+    table = pd.DataFrame(rows)
+    chosen = str(am.choose(table)["init"])
+    return am.Comparison(modality, table, chosen, {}, {}, {})
+
+
+def _row(init, val, test, *, gratio=0.03, uaxon=False):
+    row = {"init": init, "val_dice_mean": val, "test_dice_mean": test, "test_dice_myelin": test,
+           "test_dice_axon": test, "test_gratio_mad": gratio, "test_axon_diam_mad_um": 0.1,
+           "test_myelin_thickness_mad_um": 0.05, "test_n_compared": 10, "test_n_images": 2}
+    if uaxon:
+        row["test_dice_uaxon"] = test
+    return row
+
+
+def test_headline_reports_the_init_chosen_on_validation(tmp_path):
+    sem = _comparison("sem", [_row("scratch", 0.7, 0.95), _row("pretrained", 0.8, 0.86)])
+    tem = _comparison("tem", [_row("scratch", 0.9, 0.5, uaxon=True), _row("pretrained", 0.6, 0.9, uaxon=True)])
+    tasks = {"sem": _task(tmp_path / "a"), "tem": _task(tmp_path / "b", modality="tem")}
+    head = am.headline([sem, tem], tasks)
+    # chosen by validation, not by the better test score
+    assert head["sem_init"] == "pretrained" and head["sem_dice_axon"] == 0.86
+    assert head["tem_init"] == "scratch" and head["tem_dice_uaxon"] == 0.5
+    assert head["sem_scratch_test_dice_mean"] == 0.95
+    for key in ("sem_dice_axon", "sem_dice_myelin", "sem_gratio_mad", "tem_dice_axon",
+                "tem_dice_myelin", "tem_dice_uaxon", "tem_gratio_mad"):
+        assert key in head
+    assert head["sem_targets_met"] is True
+    bad = _comparison("sem", [_row("scratch", 0.7, 0.95, gratio=0.06)])
+    assert am.headline([bad], tasks)["sem_targets_met"] is False
+
+
+def test_pixel_size_sensitivity_records_the_warning():
+    table = am.pixel_size_sensitivity(_net(), [_sample(0, shape=(64, 64))], factors=(1.0, 3.0),
+                                      max_px=48, tile=None)
+    assert table["factor"].tolist() == [1.0, 3.0]
+    assert table["warned"].tolist() == [False, True]
+    assert {"dice_myelin", "dice_axon"} <= set(table.columns)
+
+
+def test_figures_draw(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = [_sample(0, shape=(64, 64))]
+    fig = am.examples_figure(samples, [samples[0].labels], modality="sem")
+    pairs = pd.DataFrame({"compared": [True], "gratio_true": [0.6], "gratio_pred": [0.65],
+                          "axon_diam_um_true": [1.0], "axon_diam_um_pred": [1.1]})
+    fig2 = am.gratio_figure(pairs, title="t")
+    sens = pd.DataFrame({"image": ["a", "a"], "factor": [1.0, 2.0], "dice_myelin": [0.9, 0.5],
+                         "dice_axon": [0.9, 0.4]})
+    fig3 = am.sensitivity_figure(sens, modality="sem")
+    for f in (fig, fig2, fig3):
+        plt.close(f)
+
+
+# ---------------------------------------------------------------------------- real data
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("modality, classes", [("sem", {0, 1, 2}), ("tem", {0, 1, 2, 3})])
+def test_real_samples_and_split(data_root, modality, classes, outputs):
+    from neuroseg import prep
+
+    records = prep.make_splits(seed=0)
+    prep.save_splits({am.DATASETS[modality]: records[am.DATASETS[modality]]})
+    parts = {p: am.load_samples(modality, p) for p in ("train", "val", "test")}
+    subjects = {p: {s.id.split("_")[0] for s in v} for p, v in parts.items()}
+    assert not subjects["train"] & subjects["test"] and not subjects["val"] & subjects["test"]
+    s = parts["test"][0]
+    assert set(np.unique(s.labels)) == classes
+    assert 0.004 < s.pixel_size < 0.2
+    image, labels = am.network_pair(s, {"sem": 0.1, "tem": 0.01}[modality])
+    assert image.shape[1:] == labels.shape
