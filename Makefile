@@ -27,6 +27,7 @@ RUN := $(ART)/runs
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 STEPS := $(basename $(notdir $(NOTEBOOKS)))
 EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
+DIGESTS := $(STEPS:%=$(RUN)/%.digest)
 
 .PHONY: help install reproduce test unit lab data lint clean FORCE $(STEPS)
 
@@ -55,9 +56,14 @@ $(ART)/params/%.yml: notebooks/params/$(PROFILE).yml $(STAMP)
 $(RUN)/%.ipynb: notebooks/%.ipynb $(ART)/params/%.yml neuroseg/*.py $(STAMP)
 	$(PY) -m neuroseg.pipeline run $* --profile $(PROFILE)
 
+# A later step depends on this digest of the step's outputs, which changes only when their
+# contents do: a step re-run that writes the same bytes does not re-run what follows it.
+$(RUN)/%.digest: $(RUN)/%.ipynb
+	$(PY) -m neuroseg.pipeline digest $* --profile $(PROFILE)
+
 $(STEPS): %: $(RUN)/%.ipynb  ## (any step name, e.g. `make 10_nucleus_pretraining`)
 
-reproduce: $(EXECUTED)  ## run every notebook in order (PROFILE=full|quick) and regenerate reports/
+reproduce: $(DIGESTS)  ## run every notebook in order (PROFILE=full|quick) and regenerate reports/
 	@echo "reports written to $$($(PY) -c 'from neuroseg import paths; print(paths.reports_dir())')"
 
 # ------------------------------------------------------------------ tests

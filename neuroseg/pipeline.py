@@ -19,6 +19,11 @@ Commands (the Makefile calls them; run ``python -m neuroseg.pipeline -h``):
     written to a temporary file and renamed into ``artifacts/<profile>/runs/`` only on
     success; the files the run wrote are recorded in ``runs/NAME.outputs.json``. A failed run
     removes the files it created and keeps the failed notebook as ``NAME.failed.ipynb``.
+``digest NAME``
+    Write ``runs/NAME.digest``, the SHA-256 of the contents of the step's outputs, only when
+    it changed. Later steps depend on this file, not on the executed notebook, so a step that
+    re-runs and writes the same bytes (say, after one of its figures was deleted) does not
+    make everything downstream run again.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def write_deps(profile: str, out: Path) -> None:
     for name in notebook_names():
         needs = notebook_needs(name)
         if needs:
-            lines.append(f"$(RUN)/{name}.ipynb: " + " ".join(f"$(RUN)/{n}.ipynb" for n in needs))
+            lines.append(f"$(RUN)/{name}.ipynb: " + " ".join(f"$(RUN)/{n}.digest" for n in needs))
         if _missing_outputs(name, profile):
             lines.append(f"$(RUN)/{name}.ipynb: FORCE")
     text = "\n".join(lines) + "\n"
@@ -104,6 +109,47 @@ def write_params(name: str, profile: str) -> Path:
     if not out.exists() or out.read_text() != text:
         tmp = out.with_suffix(".tmp")
         tmp.write_text(text)
+        os.replace(tmp, out)
+    return out
+
+
+def outputs_digest(name: str, profile: str) -> str:
+    """SHA-256 over the recorded outputs of a step: each file's path and content (a missing
+    file counts as missing). Raises ``SystemExit`` when the step has no record."""
+    import hashlib
+
+    manifest = _runs_dir(profile) / f"{name}.outputs.json"
+    if not manifest.exists():
+        raise SystemExit(f"{manifest}: no record of the step's outputs (run the step first)")
+    h = hashlib.sha256()
+    for f in sorted(json.loads(manifest.read_text()).get("outputs", [])):
+        path = Path(f) if Path(f).is_absolute() else REPO_ROOT / f
+        h.update(f.encode() + b"\0")
+        if path.is_file():
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        else:
+            h.update(b"<missing>")
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def write_digest(name: str, profile: str) -> Path:
+    """Write ``runs/NAME.digest`` only when the outputs' digest changed; return its path.
+
+    A new digest gets the modification time of the executed notebook it describes (the
+    outputs date from that run), so adding digests to finished runs re-runs nothing.
+    """
+    out = _runs_dir(profile) / f"{name}.digest"
+    text = outputs_digest(name, profile) + "\n"
+    if not out.exists() or out.read_text() != text:
+        tmp = out.with_suffix(".digest.tmp")
+        tmp.write_text(text)
+        executed = _runs_dir(profile) / f"{name}.ipynb"
+        if executed.exists():
+            t = executed.stat().st_mtime_ns
+            os.utime(tmp, ns=(t, t))
         os.replace(tmp, out)
     return out
 
@@ -165,6 +211,11 @@ def run_notebook(name: str, profile: str) -> Path:
     written = sorted(p for p, t in after.items() if before.get(p) != t)
     rel = [os.path.relpath(p, REPO_ROOT) if Path(p).is_relative_to(REPO_ROOT) else p for p in written]
     manifest = runs / f"{name}.outputs.json"
+    if manifest.exists():
+        # outputs the step wrote last time and did not need to rewrite (a reused model) are
+        # still its outputs
+        previous = json.loads(manifest.read_text()).get("outputs", [])
+        rel = sorted(set(rel) | {f for f in previous if (REPO_ROOT / f).exists() or Path(f).exists()})
     seconds = time.perf_counter() - start
     manifest_tmp = manifest.with_suffix(".tmp")
     manifest_tmp.write_text(
@@ -180,7 +231,7 @@ def run_notebook(name: str, profile: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m neuroseg.pipeline", description=__doc__)
-    parser.add_argument("command", choices=["deps", "params", "run", "list"])
+    parser.add_argument("command", choices=["deps", "params", "run", "digest", "list"])
     parser.add_argument("name", nargs="?")
     parser.add_argument("--profile", default=os.environ.get("NEUROSEG_PROFILE", "full"))
     parser.add_argument("--out", type=Path)
@@ -195,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         write_params(args.name, args.profile)
     elif args.command == "run":
         run_notebook(args.name, args.profile)
+    elif args.command == "digest":
+        write_digest(args.name, args.profile)
     return 0
 
 

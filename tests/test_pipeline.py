@@ -95,8 +95,8 @@ def test_write_deps_rules_from_needs(tmp_path, monkeypatch):
     out, lines = _deps_text(tmp_path, monkeypatch, needs)
     assert lines[0].startswith("#")
     assert lines[1:] == [
-        "$(RUN)/10_b.ipynb: $(RUN)/00_a.ipynb",
-        "$(RUN)/20_c.ipynb: $(RUN)/00_a.ipynb $(RUN)/10_b.ipynb",
+        "$(RUN)/10_b.ipynb: $(RUN)/00_a.digest",
+        "$(RUN)/20_c.ipynb: $(RUN)/00_a.digest $(RUN)/10_b.digest",
     ]
 
 
@@ -111,7 +111,7 @@ def test_write_deps_forces_step_with_missing_output(tmp_path, monkeypatch):
     needs = {"00_a": [], "10_b": ["00_a"], "20_c": []}
     _, lines = _deps_text(tmp_path, monkeypatch, needs, manifests)
     assert lines[1:] == [
-        "$(RUN)/10_b.ipynb: $(RUN)/00_a.ipynb",
+        "$(RUN)/10_b.ipynb: $(RUN)/00_a.digest",
         "$(RUN)/10_b.ipynb: FORCE",
         "$(RUN)/20_c.ipynb: FORCE",
     ]
@@ -138,12 +138,41 @@ def test_deps_of_the_real_notebooks(outputs, tmp_path):
     lines = out.read_text().splitlines()
     for name in NAMES:
         needs = pipeline.notebook_needs(name)
-        rule = f"$(RUN)/{name}.ipynb: " + " ".join(f"$(RUN)/{n}.ipynb" for n in needs)
+        rule = f"$(RUN)/{name}.ipynb: " + " ".join(f"$(RUN)/{n}.digest" for n in needs)
         assert (rule in lines) == bool(needs)
     assert not any("FORCE" in line for line in lines)  # no runs recorded in the tmp artifacts
 
 
 # --------------------------------------------------------------------------- params
+
+
+def test_digest_changes_with_the_outputs_contents_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROSEG_ARTIFACTS", str(tmp_path / "art"))
+    runs = tmp_path / "art" / "quick" / "runs"
+    runs.mkdir(parents=True)
+    fig, table = tmp_path / "fig.png", tmp_path / "table.csv"
+    fig.write_bytes(b"png")
+    table.write_text("a\n1\n")
+    (runs / "00_a.outputs.json").write_text(json.dumps({"outputs": [str(fig), str(table)]}))
+    (runs / "00_a.ipynb").write_text("{}")
+    os.utime(runs / "00_a.ipynb", ns=(1_000_000_000_000, 1_000_000_000_000))
+    out = pipeline.write_digest("00_a", "quick")
+    first = out.read_text()
+    # a new digest dates from the run it describes
+    assert out.stat().st_mtime_ns == 1_000_000_000_000
+    os.utime(out, ns=(5, 5))
+    # the same bytes written again: the digest file is not touched
+    fig.write_bytes(b"png")
+    pipeline.write_digest("00_a", "quick")
+    assert out.stat().st_mtime_ns == 5 and out.read_text() == first
+    # a deleted output changes it, and so does changed content
+    fig.unlink()
+    assert pipeline.outputs_digest("00_a", "quick") != first.strip()
+    fig.write_bytes(b"png2")
+    pipeline.write_digest("00_a", "quick")
+    assert out.read_text() != first and out.stat().st_mtime_ns == 1_000_000_000_000
+    with pytest.raises(SystemExit, match="no record"):
+        pipeline.outputs_digest("10_b", "quick")
 
 
 def test_write_params_includes_profile_and_writes_only_on_change(outputs):
