@@ -1,0 +1,129 @@
+"""The report: claims and their verdicts from the numbers, the figures, and README.md."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from neuroseg import paths, report
+
+matplotlib.use("Agg")
+
+
+def _timing(ratio: float, c2: float, c3: float) -> dict:
+    t = {"device": "cuda", "device_name": "NVIDIA H100", "precision": "bf16"}
+    for z in ("10nm", "40nm"):
+        t.update({
+            f"{z}_ratio_3d_over_2d": ratio, f"{z}_cremi_2d": c2, f"{z}_cremi_3d": c3,
+            f"{z}_2d_s_per_mvox": 1.0, f"{z}_3d_s_per_mvox": ratio, f"{z}_share_linking": 0.2,
+            f"{z}_2d_inference_s_per_mvox": 0.5, f"{z}_2d_instances_s_per_mvox": 0.3,
+            f"{z}_linking_s_per_mvox": 0.2, f"{z}_3d_inference_s_per_mvox": ratio / 2,
+            f"{z}_agglomeration_s_per_mvox": ratio / 2,
+        })
+    return t
+
+
+def _metrics(**over) -> dict:
+    m = {
+        "10_nucleus_pretraining": {"val_pixel_iou": 0.86, "test_precision": 0.95, "test_accuracy": 0.80},
+        "40_timing_h100": _timing(2.5, 0.60, 0.61),
+        "40_timing_cpu": _timing(3.0, 1.05, 0.69),
+        "50_axon_myelin": {"sem_dice_axon": 0.9, "sem_dice_myelin": 0.85, "sem_gratio_mad": 0.03},
+    }
+    m.update(over)
+    return m
+
+
+def _verdict(items, source):
+    return [c.verdict for c in items if c.source == source]
+
+
+def test_verdicts_follow_the_numbers():
+    items = report.claims(_metrics())
+    assert _verdict(items, "SomaNet") == ["reproduced"]
+    # CPU first: 3x faster but worse accuracy; H100: 2.5x faster at CREMI within 5 %
+    assert _verdict(items, "Know Your Neighbour") == ["partly reproduced", "reproduced"]
+    assert _verdict(items, "AxonDeepSeg") == ["reproduced"]
+    assert _verdict(items, "WEBKNOSSOS") == ["not measured"]
+
+    worse = report.claims(_metrics(**{
+        "10_nucleus_pretraining": {"val_pixel_iou": 0.4, "test_precision": 0.5, "test_accuracy": 0.5},
+        "50_axon_myelin": {"sem_dice_axon": 0.7, "sem_dice_myelin": 0.82, "sem_gratio_mad": 0.09},
+    }))
+    assert _verdict(worse, "SomaNet") == ["not reproduced"]
+    assert _verdict(worse, "AxonDeepSeg") == ["partly reproduced"]
+
+
+def test_missing_results_are_not_measured():
+    items = report.claims({})
+    assert {c.verdict for c in items} == {"not measured"}
+    assert {c.source for c in items} == {"SomaNet", "Know Your Neighbour", "WEBKNOSSOS", "AxonDeepSeg"}
+
+
+def test_webknossos_verdict_compares_3d_with_2d_on_each_volume():
+    baseline = {"fib25_test_40nm_cremi": 0.7, "fib25_test_40nm_setting": "mws@0.5",
+                "gala_40nm_cremi": 0.6, "gala_40nm_setting": "cc@0.8"}
+    linking = {"fib25_test_40nm_predicted_cremi_learned": 1.0,
+               "gala_40nm_predicted_cremi_learned": 0.5}
+    items = report.claims({"35_affinities_3d_summary": baseline, "30_slice_linking_summary": linking})
+    (c,) = [c for c in items if c.source == "WEBKNOSSOS"]
+    assert c.verdict == "partly reproduced"
+    assert "gala 40nm: 3D 0.600 (cc@0.8) vs 2D 0.500" in c.measured
+
+
+def test_timing_devices_cpu_first():
+    assert report.timing_devices(_metrics()) == ["cpu", "h100"]
+    assert report.timing_devices({"40_timing_cpu_stages": pd.DataFrame()}) == []
+
+
+def test_load_metrics_and_readme(outputs):
+    metrics_dir = paths.metrics_dir("quick")
+    metrics_dir.mkdir(parents=True)
+    (metrics_dir / "50_axon_myelin.json").write_text(
+        json.dumps({"sem_dice_axon": 0.7, "sem_dice_myelin": 0.6, "sem_gratio_mad": 0.08}))
+    pd.DataFrame({"modality": ["sem"], "init": ["scratch"], "test_dice_axon": [0.7]}).to_csv(
+        metrics_dir / "50_axon_myelin_comparison.csv", index=False)
+    figures = paths.figures_dir("quick")
+    figures.mkdir(parents=True)
+    (figures / "50_sem_gratio.png").write_bytes(b"png")
+    m = report.load_metrics("quick")
+    assert set(m) == {"50_axon_myelin", "50_axon_myelin_comparison"}
+    assert isinstance(m["50_axon_myelin_comparison"], pd.DataFrame)
+    out = report.write_readme(m, profile="quick", machine="test machine")
+    text = out.read_text()
+    assert out == paths.reports_dir("quick") / "README.md"
+    assert "test machine" in text and "profile **quick**" in text
+    assert "| AxonDeepSeg |" in text and "not reproduced" in text
+    assert "![50_sem_gratio](figures/50_sem_gratio.png)" in text
+    assert "_No timing results yet" in text
+    assert not list(out.parent.glob("*.tmp"))
+
+
+def test_figures_draw():
+    import matplotlib.pyplot as plt
+
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6],
+                            "train_iou": [0.5, 0.7], "val_iou": [0.4, 0.6]})
+    somanet = pd.DataFrame({"metric": ["validation pixel IoU"], "ours": [0.8], "paper": [0.5]})
+    curve = pd.DataFrame({"name": ["a", "a", "b", "b"], "n_train": [1, 4, 1, 4],
+                          "test_iou": [0.1, 0.3, 0.2, 0.25]})
+    linking = pd.DataFrame({"volume": ["v"], "z_nm": [40.0], "segments": ["oracle"],
+                            "method": ["learned"], "cremi": [0.2]})
+    fig4, table = report.segmentation_figure(linking, {"v_40nm_cremi": 0.5, "v_40nm_setting": "cc@0.5"})
+    assert sorted(table["route"]) == ["2D oracle segments + learned linking", "3D affinities (cc@0.5)"]
+    comparison = pd.DataFrame({"modality": ["sem", "sem"], "init": ["scratch", "pretrained"],
+                               "chosen": [False, True], "test_dice_myelin": [0.8, 0.82],
+                               "test_dice_axon": [0.85, 0.9], "test_dice_mean": [0.8, 0.9]})
+    figs = [report.nucleus_figure(history, somanet), report.transfer_figure({"soma": curve}),
+            fig4, report.timing_figure(_metrics(), ["cpu"]), report.axon_myelin_figure(comparison)]
+    for f in figs:
+        assert f.axes
+        plt.close(f)
+
+
+@pytest.mark.parametrize("bad", [None, float("nan")])
+def test_format_of_missing_numbers(bad):
+    assert report._fmt(bad) == "—"
