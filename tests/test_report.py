@@ -55,6 +55,11 @@ def test_verdicts_follow_the_numbers():
     }))
     assert _verdict(worse, "SomaNet") == ["not reproduced"]
     assert _verdict(worse, "AxonDeepSeg") == ["partly reproduced"]
+    # JSON null (no axon compared): shown as a dash, and it fails its target
+    nothing = report.claims({"50_axon_myelin": {"sem_dice_axon": 0.9, "sem_dice_myelin": 0.9,
+                                                "sem_gratio_mad": None}})
+    (c,) = [c for c in nothing if c.source == "AxonDeepSeg"]
+    assert c.verdict == "partly reproduced" and "g-ratio difference —" in c.measured
 
 
 def test_missing_results_are_not_measured():
