@@ -75,7 +75,7 @@ test: $(STAMP)  ## every notebook on the quick profile, then the whole test suit
 	$(PY) -m pytest
 
 lint: $(STAMP)  ## ruff over the package, tests and notebooks
-	$(PY) -m ruff check neuroseg tests notebooks
+	$(PY) -m ruff check neuroseg tests notebooks benchmarks
 
 # ------------------------------------------------------------------ other
 lab: $(STAMP)  ## open the notebooks in JupyterLab
