@@ -92,12 +92,13 @@ def missing_artifacts(profile: str) -> str | None:
 
 
 def missing_data() -> str | None:
-    """Why the real data cannot be read (``NEUROSEG_DATA`` unset or not a folder), else None."""
-    value = os.environ.get("NEUROSEG_DATA")
-    if not value:
-        return "NEUROSEG_DATA is not set (point it at the datasets, e.g. ../shared/data)"
-    if not Path(value).expanduser().is_dir():
-        return f"NEUROSEG_DATA={value!r} is not a directory"
+    """Why the real data cannot be read (:func:`neuroseg.paths.data_root`'s error), else None."""
+    from neuroseg import paths
+
+    try:
+        paths.data_root()
+    except paths.DataRootError as err:
+        return str(err)
     return None
 
 

@@ -480,8 +480,6 @@ def evaluate(
         pa, pm = _masks(pred)
         pairs = morphometrics.matched_morphometrics(ta, tm, pa, pm, pixel_size=s.pixel_size)
         diffs = morphometrics.pair_differences(pairs)
-        true_sum = morphometrics.summary(morphometrics.axon_morphometrics(ta, tm, pixel_size=s.pixel_size))
-        pred_sum = morphometrics.summary(morphometrics.axon_morphometrics(pa, pm, pixel_size=s.pixel_size))
         rows.append({
             "image": s.id,
             "pixel_size_um": s.pixel_size,
@@ -490,8 +488,8 @@ def evaluate(
             "n_pred": pairs.attrs["n_pred"],
             "n_matched": len(pairs),
             **diffs,
-            "gratio_mean_true": true_sum["gratio_mean"],
-            "gratio_mean_pred": pred_sum["gratio_mean"],
+            "gratio_mean_true": pairs.attrs["true_summary"]["gratio_mean"],
+            "gratio_mean_pred": pairs.attrs["pred_summary"]["gratio_mean"],
         })
         tables.append(pairs.assign(image=s.id))
     pairs_all = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

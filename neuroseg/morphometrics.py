@@ -580,7 +580,8 @@ def matched_morphometrics(
         One row per matched pair: ``true_id``, ``pred_id``, ``iou``, every measure with the
         suffix ``_true`` and ``_pred``, and ``compared``: True when the pair is myelinated in
         both and touches the border in neither (the pairs whose measures are comparable).
-        ``attrs`` holds ``n_true`` and ``n_pred``, the axon counts of each segmentation.
+        ``attrs`` holds ``n_true`` and ``n_pred``, the axon counts of each segmentation, and
+        ``true_summary`` and ``pred_summary``, their :func:`summary` over all their axons.
 
     Examples
     --------
@@ -605,7 +606,8 @@ def matched_morphometrics(
         & ~pairs["touches_border_true"].to_numpy(bool)
         & ~pairs["touches_border_pred"].to_numpy(bool)
     )
-    pairs.attrs.update({"n_true": len(tdf), "n_pred": len(pdf)})
+    pairs.attrs.update({"n_true": len(tdf), "n_pred": len(pdf),
+                        "true_summary": summary(tdf), "pred_summary": summary(pdf)})
     return pairs
 
 
