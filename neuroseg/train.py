@@ -246,12 +246,24 @@ def _run_identity(model, config: TrainConfig, meta: dict) -> dict:
 
     cfg = asdict(config)
     cfg.pop("device")
-    return {
+    return _location_free({
         "config": canon(cfg),
         "model": canon(getattr(model, "config", {})),
         "meta": canon({k: v for k, v in meta.items() if k not in ("train_config", "best_epoch")}),
         "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
-    }
+    })
+
+
+def _location_free(run: dict) -> dict:
+    """``run`` without where the source model lies on disk (``meta.transfer.source``): its
+    weights' digest (``source_sha256``) identifies it, so a moved or re-cloned project keeps
+    its finished runs. Applied to recorded identities too, which may still hold the path."""
+    meta = run.get("meta")
+    transfer = meta.get("transfer") if isinstance(meta, dict) else None
+    if not isinstance(transfer, dict) or "source" not in transfer:
+        return run
+    transfer = {k: v for k, v in transfer.items() if k != "source"}
+    return {**run, "meta": {**meta, "transfer": transfer}}
 
 
 def _train_mode(model: torch.nn.Module) -> None:
@@ -342,7 +354,8 @@ def fit(
         raise ValueError(f"resume must be True, False or 'if_compatible', got {resume!r}")
     if last.exists() and resume:
         ckpt = load_checkpoint(last, map_location=device)
-        differ = [k for k in run if ckpt.get("run", {}).get(k) != run[k]]
+        recorded = _location_free(ckpt.get("run") or {})
+        differ = [k for k in run if recorded.get(k) != run[k]]
         if differ and resume == "if_compatible":
             print(f"{last}: from a different run ({', '.join(differ)} changed); starting afresh")
             for old in ckpt_dir.glob("*.pt"):

@@ -187,3 +187,33 @@ def test_normalize_and_grey():
     assert np.allclose(loaders.to_grey(rgb), 71.54)
     with pytest.raises(ValueError, match="2D grey or RGB"):
         loaders.to_grey(np.zeros((2, 2, 2, 2)))
+
+
+def _fit_transfer(source, folder, *, epochs=2):
+    from neuroseg import transfer
+
+    model = transfer.from_pretrained(source, out_channels=2, layers=1, seed=0)
+    tr, va = _datasets()
+    config = train.TrainConfig(epochs=epochs, batch_size=4, lr=1e-2, seed=0, device="cpu")
+    return train.fit(model, tr, va, config=config, folder=folder, meta={"transfer": model.meta["transfer"]},
+                     progress=False, resume="if_compatible")
+
+
+def test_finished_transfer_run_survives_a_moved_source_but_not_a_changed_one(tmp_path, capsys):
+    import shutil
+
+    _fit(tmp_path / "source", epochs=1)
+    first = _fit_transfer(tmp_path / "source", tmp_path / "run")
+    done = _state(tmp_path / "run")
+    # the project moved: the same source weights under another path keep the finished run
+    shutil.move(tmp_path / "source", tmp_path / "moved")
+    capsys.readouterr()
+    again = _fit_transfer(tmp_path / "moved", tmp_path / "run")
+    assert "starting afresh" not in capsys.readouterr().out
+    assert [r["seconds"] for r in again] == [r["seconds"] for r in first]
+    assert _same_state(done, _state(tmp_path / "run"))
+    # other source weights make another run
+    _fit(tmp_path / "moved", epochs=1, seed=3, resume="if_compatible")
+    _fit_transfer(tmp_path / "moved", tmp_path / "run")
+    assert "starting afresh" in capsys.readouterr().out
+    assert not _same_state(done, _state(tmp_path / "run"))
