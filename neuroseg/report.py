@@ -13,6 +13,7 @@ report can be built while the study grows.
 from __future__ import annotations
 
 import math
+import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
     "timing_figure",
     "axon_myelin_figure",
     "figure_index",
+    "machine_description",
     "write_readme",
 ]
 
@@ -392,12 +394,32 @@ def _figures_md(names: list[str], prefix: str) -> list[str]:
     return [f"![{n}](figures/{n}.png)" for n in names if n.startswith(prefix)]
 
 
+def machine_description() -> str:
+    """This machine in one line: processor and cores, memory, GPU (if any), OS, Python and
+    PyTorch, e.g. ``"Intel(R) Xeon(R) Processor (2 cores), 23 GiB RAM, no GPU, Linux x86_64,
+    Python 3.11.7, torch 2.13.0"``."""
+    import torch
+
+    from .timing import device_name
+
+    parts = [device_name("cpu")]
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        parts.append(f"{ram:.0f} GiB RAM")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        pass
+    parts.append(device_name("cuda") if torch.cuda.is_available() else "no GPU")
+    parts.append(f"{platform.system()} {platform.machine()}")
+    parts.append(f"Python {platform.python_version()}, torch {torch.__version__}")
+    return ", ".join(parts)
+
+
 def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
                  machine: str | None = None) -> Path:
     """Write ``reports[/<profile>]/README.md``: each experiment's numbers and figures, and the
     seed claims with their verdicts. Returns its path."""
     figs = figure_index(profile)
-    machine = machine or f"{platform.node() or 'unknown host'} ({platform.machine()})"
+    machine = machine or machine_description()
     prof = paths.current_profile(profile)
     md = [
         "# neuroseg results",

@@ -132,3 +132,17 @@ def test_figures_draw():
 @pytest.mark.parametrize("bad", [None, float("nan")])
 def test_format_of_missing_numbers(bad):
     assert report._fmt(bad) == "—"
+
+
+def test_machine_description_names_processor_memory_and_versions():
+    import platform
+
+    import torch
+
+    from neuroseg import timing
+
+    text = report.machine_description()
+    assert timing.device_name("cpu") in text
+    assert "GiB RAM" in text
+    assert f"torch {torch.__version__}" in text and platform.python_version() in text
+    assert ("no GPU" in text) != torch.cuda.is_available()
