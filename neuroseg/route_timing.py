@@ -13,6 +13,11 @@ median of repeats):
 Each stage gets the previous stage's output, so the routes' end-to-end time is the sum of
 their stages. Models are those the earlier notebooks saved: ``em_boundary_unet`` (20),
 ``slice_linker`` (30), ``affinity_unet_<z>nm`` (35).
+
+How the networks run (precision, channels-last, ``torch.compile``, batch size) is a
+:class:`neuroseg.speed.Speed` per route. :func:`speed_work` changes one of these at a time on
+the same volume, keeps a change for a route only when it makes that route's network stages
+faster without changing their outputs beyond a tolerance, and returns the before and after.
 """
 
 from __future__ import annotations
@@ -22,40 +27,59 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import affinities, inference, instances, linking
+from . import affinities, inference, instances, linking, metrics
+from .speed import Speed, accelerate
 from .timing import benchmark, count_flops, device_name, model_flop_utilisation, peak_flops
 
 __all__ = [
     "ROUTES",
     "accuracy_table",
     "device_label",
-    "effective_precision",
     "flops_table",
     "scaled_volume",
     "scaling",
     "scaling_figure",
+    "speed_figure",
+    "speed_work",
     "stage_figure",
+    "try_changes",
+    "keep_change",
     "summary",
     "result_record",
     "targets",
     "time_routes",
+    "DEFAULT_SPEED_2D",
+    "DEFAULT_SPEED_3D",
 ]
 
 ROUTES = {"2d": ("2d_inference", "2d_instances", "linking"), "3d": ("3d_inference", "agglomeration")}
 
+#: Where the speed work starts: fp32, eager, 8 slices (2D) or 1 tile (3D) per network call.
+DEFAULT_SPEED_2D = Speed(batch_size=8)
+DEFAULT_SPEED_3D = Speed(batch_size=1)
 
-def _route_2d(em_model, linker, raw, resolution, *, time_stage):
-    lk = linker.calibrated_for(resolution, segments="predicted")
-    prob = time_stage("2d_inference", inference.boundaries_2d, em_model, raw, resolution=resolution)
+
+def _fast_linker(linker, speed: Speed):
+    """``linker`` with its network run as ``speed`` says (same calibrations)."""
+    return type(linker)(accelerate(linker.network, speed), linker.calibrations,
+                        active=linker.active, batch_size=speed.batch_size)
+
+
+def _route_2d(em_model, linker, raw, resolution, *, time_stage, speed: Speed):
+    lk = _fast_linker(linker.calibrated_for(resolution, segments="predicted"), speed)
+    net = accelerate(em_model, speed)
+    prob = time_stage("2d_inference", inference.boundaries_2d, net, raw, resolution=resolution,
+                      batch_size=speed.batch_size)
     post = dict(em_model.meta.get("postprocess", {}))
     labels2d = time_stage("2d_instances", instances.labels_from_boundaries_stack, prob, **post)
     return time_stage("linking", linking.link_slices, labels2d, raw=raw, method="learned",
                       threshold=lk.threshold, linker=lk, resolution=resolution).labels
 
 
-def _route_3d(model, raw, resolution, *, time_stage):
+def _route_3d(model, raw, resolution, *, time_stage, speed: Speed):
     post = {"method": "cc", "threshold": 0.5, "min_size": 0, **model.meta.get("postprocess", {})}
-    affs = time_stage("3d_inference", affinities.predict_affinities, model, raw)
+    affs = time_stage("3d_inference", affinities.predict_affinities, accelerate(model, speed), raw,
+                      batch_size=speed.batch_size)
     return time_stage("agglomeration", affinities.agglomerate, affs, offsets=model.meta["offsets"],
                       resolution=model.meta.get("resolution_nm"), **post)
 
@@ -70,34 +94,223 @@ def time_routes(
     warmup: int = 1,
     repeats: int = 3,
     device: str | None = None,
-    precision: str = "fp32",
+    speed_2d: Speed = DEFAULT_SPEED_2D,
+    speed_3d: Speed = DEFAULT_SPEED_3D,
     label: str = "",
 ) -> tuple[pd.DataFrame, dict]:
     """Time every stage of both routes on ``raw``; returns the stage table and the two
     routes' labels (from the last repeat).
 
-    The table has one row per stage: ``route, stage, megavoxels, median, q25, q75,
-    s_per_mvox`` and what the timing depends on (device, threads, peak memory...).
+    The networks of the 2D route (boundary model, linker) run as ``speed_2d`` says, the 3D
+    network as ``speed_3d``. The table has one row per stage: ``route, stage, megavoxels,
+    median, q25, q75, s_per_mvox``, the route's ``speed`` and ``precision`` and what the
+    timing depends on (device, threads, peak memory...).
     """
     rows = []
     mvox = raw.size / 1e6
+    speeds = {"2d": speed_2d, "3d": speed_3d}
 
     def time_stage(stage, fn, *args, **kwargs):
+        route = "2d" if stage in ROUTES["2d"] else "3d"
         timing, out = benchmark(fn, *args, name=stage, warmup=warmup, repeats=repeats,
-                                device=device, precision=precision, **kwargs)
+                                device=device, precision=speeds[route].precision, **kwargs)
         d = timing.to_dict()
-        rows.append({"volume": label, "route": "2d" if stage in ROUTES["2d"] else "3d",
+        rows.append({"volume": label, "route": route,
                      "stage": stage, "megavoxels": mvox, "median": d["median"], "q25": d["q25"],
                      "q75": d["q75"], "s_per_mvox": d["median"] / mvox, "repeats": d["repeats"],
                      "peak_rss_mb": d["peak_rss_mb"],
                      "cuda_max_allocated_mb": d["cuda_max_allocated_mb"],
                      "device": d["device"], "device_name": d["device_name"],
-                     "threads": d["threads"], "precision": precision})
+                     "threads": d["threads"], "precision": speeds[route].precision,
+                     "speed": speeds[route].label})
         return out
 
-    labels = {"2d": _route_2d(em_model, linker, raw, resolution, time_stage=time_stage),
-              "3d": _route_3d(affinity_model, raw, resolution, time_stage=time_stage)}
+    labels = {"2d": _route_2d(em_model, linker, raw, resolution, time_stage=time_stage, speed=speed_2d),
+              "3d": _route_3d(affinity_model, raw, resolution, time_stage=time_stage, speed=speed_3d)}
     return pd.DataFrame(rows), labels
+
+
+# --------------------------------------------------------------------------------------------
+# speed work: one change at a time
+# --------------------------------------------------------------------------------------------
+
+
+def keep_change(seconds: float, best_seconds: float, difference: float, *,
+                min_gain: float = 0.03, tolerance: float = 0.01) -> bool:
+    """Whether a change is kept: it makes the route at least ``min_gain`` (a fraction) faster
+    than the best so far, and its outputs differ from the baseline's by at most
+    ``tolerance`` (a NaN difference, i.e. broken outputs, is never kept).
+
+    Examples
+    --------
+    >>> keep_change(0.9, 1.0, 0.001), keep_change(0.99, 1.0, 0.0), keep_change(0.5, 1.0, 0.2)
+    (True, False, False)
+    """
+    if not np.isfinite(seconds) or not np.isfinite(difference):
+        return False
+    return bool(seconds <= best_seconds * (1.0 - min_gain) and difference <= tolerance)
+
+
+def _change_label(change: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in change.items())
+
+
+def speed_work(
+    raw: np.ndarray,
+    *,
+    resolution: Sequence[float],
+    em_model,
+    linker,
+    affinity_model,
+    changes: Sequence[dict],
+    warmup: int = 1,
+    repeats: int = 3,
+    device: str | None = None,
+    start_2d: Speed = DEFAULT_SPEED_2D,
+    start_3d: Speed = DEFAULT_SPEED_3D,
+    min_gain: float = 0.03,
+    tolerance: float = 0.01,
+) -> tuple[pd.DataFrame, Speed, Speed]:
+    """Try ``changes`` (each a dict of :class:`~neuroseg.speed.Speed` fields, e.g.
+    ``{"precision": "bf16"}``) one at a time on both routes' network stages; return the
+    table and the chosen 2D and 3D speeds.
+
+    Each change is applied to the best speed so far of each route and timed with
+    :func:`neuroseg.timing.benchmark`: the 2D route's ``2d_inference`` and ``linking`` (on the
+    baseline's 2D segments, so only the networks differ), the 3D route's ``3d_inference``.
+    It is kept for a route by :func:`keep_change`: at least ``min_gain`` faster and outputs
+    within ``tolerance`` of the baseline's, measured as the mean absolute difference of the
+    boundary probabilities and of the affinities, and for linking as the variation of
+    information (bits) between the linked segments and the baseline's. A change that fails
+    (e.g. ``torch.compile`` without a compiler, fp16 on a CPU that lacks it) is recorded
+    with its error and not kept.
+
+    Returns
+    -------
+    table : DataFrame
+        One row per (step, route): ``step, change, route, speed, seconds`` (the route's
+        network stages), per-stage medians, ``s_per_mvox``, ``speedup_vs_baseline``,
+        ``difference``, ``kept``, ``error``.
+    speed_2d, speed_3d : Speed
+        The chosen speeds (the starts with every kept change).
+    """
+    mvox = raw.size / 1e6
+    lk0 = linker.calibrated_for(resolution, segments="predicted")
+    post = dict(em_model.meta.get("postprocess", {}))
+
+    def timed(fn, *args, **kwargs):
+        t, out = benchmark(fn, *args, warmup=warmup, repeats=repeats, device=device, **kwargs)
+        return t.median, out
+
+    def run_2d(speed: Speed):
+        net, lk = accelerate(em_model, speed), _fast_linker(lk0, speed)
+        t_inf, prob = timed(inference.boundaries_2d, net, raw, resolution=resolution,
+                            batch_size=speed.batch_size)
+        t_link, linked = timed(linking.link_slices, labels2d, raw=raw, method="learned",
+                               threshold=lk.threshold, linker=lk, resolution=resolution)
+        return {"2d_inference": t_inf, "linking": t_link}, (prob, linked.labels)
+
+    def run_3d(speed: Speed):
+        t, affs = timed(affinities.predict_affinities, accelerate(affinity_model, speed), raw,
+                        batch_size=speed.batch_size)
+        return {"3d_inference": t}, affs
+
+    def difference(route, out, ref) -> float:
+        if route == "3d":
+            return float(np.mean(np.abs(out - ref)))
+        prob_diff = float(np.mean(np.abs(out[0] - ref[0])))
+        split, merge = metrics.voi(out[1], ref[1], ignore_gt=())
+        return max(prob_diff, split + merge)
+
+    # the baseline: its 2D segments feed every variant's linking stage
+    prob0 = inference.boundaries_2d(em_model, raw, resolution=resolution,
+                                    batch_size=start_2d.batch_size)
+    labels2d = instances.labels_from_boundaries_stack(prob0, **post)
+    return try_changes({"2d": run_2d, "3d": run_3d}, {"2d": start_2d, "3d": start_3d}, changes,
+                       difference=difference, megavoxels=mvox, min_gain=min_gain,
+                       tolerance=tolerance, progress=True)
+
+
+def try_changes(
+    runners: dict,
+    starts: dict,
+    changes: Sequence[dict],
+    *,
+    difference,
+    megavoxels: float = 1.0,
+    min_gain: float = 0.03,
+    tolerance: float = 0.01,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, ...]:
+    """The loop of :func:`speed_work`, for any routes: ``runners[route](speed)`` returns
+    (seconds per stage as a dict, output); ``difference(route, output, baseline_output)``
+    a number. Step 0 is the baseline (``starts``); each change is applied to the best speed
+    so far of each route and kept by :func:`keep_change`; a runner that raises is recorded
+    with its error. Returns the table and the chosen speed of each route, in the order of
+    ``runners``."""
+    from tqdm.auto import tqdm
+
+    best = dict(starts)
+    rows, reference, best_s = [], {}, {}
+    steps = [{}] + [dict(c) for c in changes]
+    for step, change in enumerate(tqdm(steps, desc="speed work", disable=not progress)):
+        for route, run in runners.items():
+            row = {"step": step, "change": _change_label(change) or "baseline", "route": route}
+            try:
+                speed = best[route].replace(**change)
+                stages, out = run(speed)
+            except Exception as err:  # noqa: BLE001 - recorded, the work goes on
+                if step == 0:
+                    raise
+                rows.append({**row, "speed": None, "seconds": np.nan, "kept": False,
+                             "error": f"{type(err).__name__}: {err}"[:300]})
+                continue
+            seconds = float(sum(stages.values()))
+            if step == 0:
+                reference[route], best_s[route] = out, seconds
+                diff, kept = 0.0, True
+            else:
+                diff = float(difference(route, out, reference[route]))
+                kept = keep_change(seconds, best_s[route], diff, min_gain=min_gain, tolerance=tolerance)
+            if kept:
+                best[route], best_s[route] = speed, seconds
+            rows.append({**row, "speed": speed.label, "seconds": seconds, **stages,
+                         "s_per_mvox": seconds / megavoxels, "difference": diff, "kept": kept,
+                         "error": None})
+    table = pd.DataFrame(rows)
+    base = table[table["step"] == 0].set_index("route")["seconds"]
+    table["speedup_vs_baseline"] = base.reindex(table["route"]).to_numpy() / table["seconds"]
+    return (table, *(best[r] for r in runners))
+
+
+def speed_figure(table: pd.DataFrame, *, title: str):
+    """Seconds per megavoxel of each route's network stages at each step of the speed work;
+    kept changes filled, rejected ones hatched, failed ones marked."""
+    import matplotlib.pyplot as plt
+
+    routes = list(dict.fromkeys(table["route"]))
+    fig, axes = plt.subplots(1, len(routes), figsize=(5.5 * len(routes), 3.2 + 0.25 * table["step"].nunique()),
+                             squeeze=False)
+    colours = {"2d": "#0072B2", "3d": "#D55E00"}
+    for ax, route in zip(axes[0], routes):
+        g = table[table["route"] == route].sort_values("step")
+        y = np.arange(len(g))[::-1]
+        values = g["s_per_mvox"].fillna(0).to_numpy()
+        for yi, v, kept, err in zip(y, values, g["kept"], g["error"]):
+            failed = isinstance(err, str)
+            ax.barh(yi, v, color=colours.get(route, "grey") if kept else "white",
+                    edgecolor=colours.get(route, "grey"), hatch=None if kept else "//")
+            if failed:
+                ax.text(0, yi, "  failed", va="center", fontsize=8)
+            elif np.isfinite(v):
+                ax.text(v, yi, f" {v:.2f}", va="center", fontsize=8)
+        ax.set_yticks(y, [f"{s}. {c}" for s, c in zip(g["step"], g["change"])])
+        ax.set_xlabel("network stages (s / megavoxel)")
+        ax.set_title(f"{route.upper()} route (filled: kept)")
+        ax.margins(x=0.2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def summary(stages: pd.DataFrame) -> dict:
@@ -142,7 +355,8 @@ def scaling(
     warmup: int = 1,
     repeats: int = 1,
     device: str | None = None,
-    precision: str = "fp32",
+    speed_2d: Speed = DEFAULT_SPEED_2D,
+    speed_3d: Speed = DEFAULT_SPEED_3D,
 ) -> pd.DataFrame:
     """End-to-end time of both routes on volumes ``factors`` times the size of ``raw``."""
     from tqdm.auto import tqdm
@@ -152,7 +366,8 @@ def scaling(
         vol = scaled_volume(raw, f)
         table, _ = time_routes(vol, resolution=resolution, em_model=em_model, linker=linker,
                                affinity_model=affinity_model, warmup=warmup, repeats=repeats,
-                               device=device, precision=precision, label=f"x{f:g}")
+                               device=device, speed_2d=speed_2d, speed_3d=speed_3d,
+                               label=f"x{f:g}")
         for route, g in table.groupby("route"):
             rows.append({"factor": float(f), "megavoxels": vol.size / 1e6, "route": route,
                          "seconds": float(g["median"].sum()),
@@ -160,8 +375,7 @@ def scaling(
     return pd.DataFrame(rows)
 
 
-def flops_table(stages: pd.DataFrame, *, em_model, linker, affinity_model, raw_shape,
-                precision: str = "bf16") -> pd.DataFrame:
+def flops_table(stages: pd.DataFrame, *, em_model, linker, affinity_model, raw_shape) -> pd.DataFrame:
     """FLOPs per voxel of each network (counted on one slice / one tile) and the model FLOP
     utilisation of its inference stage (``None`` where the device's peak is unknown, e.g. CPU).
 
@@ -178,15 +392,17 @@ def flops_table(stages: pd.DataFrame, *, em_model, linker, affinity_model, raw_s
         "3d_inference": (affinity_model, (1, 1, *tile), int(np.prod(tile))),
     }
     name = str(stages["device_name"].iloc[0])
-    peak = peak_flops(name, precision)
     rows = []
     for stage, (net, shape, voxels) in nets.items():
         per_voxel = count_flops(net, shape) / voxels
         row = stages[stages["stage"] == stage].iloc[0]
+        # the peak at the precision this stage ran at (the stage table records it)
+        peak = peak_flops(name, str(row.get("precision", "fp32")))
         total = per_voxel * row["megavoxels"] * 1e6
         rows.append({"stage": stage, "flops_per_voxel": per_voxel, "seconds": row["median"],
                      "achieved_tflops": total / row["median"] / 1e12, "device_name": name,
                      "peak_tflops": None if peak is None else peak / 1e12,
+                     "precision": str(row.get("precision", "fp32")),
                      "mfu": model_flop_utilisation(total, row["median"], peak)})
     return pd.DataFrame(rows)
 
@@ -267,15 +483,6 @@ def device_label(device: str | None = None) -> str:
     return re.sub(r"[^a-z0-9]+", "_", device_name(str(dev)).lower()).strip("_")
 
 
-def effective_precision(precision: str, device: str | None = None) -> str:
-    """The precision the networks actually run at: ``precision`` (bf16 autocast) on CUDA,
-    fp32 on CPU (autocast is CUDA-only here)."""
-    import torch
-
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return precision if dev.type == "cuda" else "fp32"
-
-
 def targets(summaries: dict[str, dict], flops: dict[str, pd.DataFrame], accuracy: dict[str, dict]) -> pd.DataFrame:
     """The issue's targets against what was measured, per z spacing: 2D route at least 3x
     faster than 3D at equal or better CREMI, 2D inference at 40 % or more of the device's
@@ -300,17 +507,27 @@ def targets(summaries: dict[str, dict], flops: dict[str, pd.DataFrame], accuracy
     return pd.DataFrame(rows)
 
 
-def result_record(*, device: str, precision: str, volume: str, warmup: int, repeats: int,
-                  summaries: dict, accuracy: dict, flops: dict) -> dict:
+def result_record(*, device: str, volume: str, warmup: int, repeats: int, summaries: dict,
+                  accuracy: dict, flops: dict, speed_2d: Speed = DEFAULT_SPEED_2D,
+                  speed_3d: Speed = DEFAULT_SPEED_3D,
+                  speed_table: pd.DataFrame | None = None) -> dict:
     """The flat record of ``40_timing_<device>.json``: the device and its environment
-    (versions as ``version_<package>``), then per z spacing the routes' seconds per megavoxel,
-    their ratio, each stage's share, the CREMI scores, FLOPs per voxel and MFU."""
+    (versions as ``version_<package>``), how each route's networks ran (``precision`` is the
+    2D route's), the speed work's gain per route (kept changes against the baseline), then
+    per z spacing the routes' seconds per megavoxel, their ratio, each stage's share, the
+    CREMI scores, FLOPs per voxel and MFU."""
     from .timing import environment
 
     env = environment(device)
     versions = env.pop("versions")
-    out = {**env, **{f"version_{k}": v for k, v in versions.items()}, "precision": precision,
+    out = {**env, **{f"version_{k}": v for k, v in versions.items()},
+           "precision": speed_2d.precision, "speed_2d": speed_2d.label, "speed_3d": speed_3d.label,
            "volume": volume, "warmup": warmup, "repeats": repeats}
+    if speed_table is not None:
+        for route, g in speed_table.groupby("route"):
+            base = float(g.loc[g["step"] == 0, "seconds"].iloc[0])
+            best = float(g.loc[g["kept"].astype(bool), "seconds"].iloc[-1])
+            out[f"speed_work_{route}_speedup"] = base / best
     for key, s in summaries.items():
         out.update({f"{key}_{name}": v for name, v in s.items()})
         out.update({f"{key}_{name}": v for name, v in accuracy[key].items()})

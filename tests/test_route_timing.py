@@ -76,14 +76,98 @@ def test_result_record_is_flat_and_names_the_device():
     summaries = {"40nm": {"ratio_3d_over_2d": 2.0, "2d_s_per_mvox": 1.0}}
     accuracy = {"40nm": {"cremi_2d": 0.4, "cremi_3d": 0.5}}
     flops = {"40nm": pd.DataFrame([{"stage": "2d_inference", "flops_per_voxel": 10.0, "mfu": None}])}
-    rec = route_timing.result_record(device="cpu", precision="fp32", volume="v", warmup=1, repeats=3,
-                                     summaries=summaries, accuracy=accuracy, flops=flops)
+    speed_table = pd.DataFrame([
+        {"step": 0, "route": "2d", "seconds": 4.0, "kept": True},
+        {"step": 1, "route": "2d", "seconds": 2.0, "kept": True},
+        {"step": 2, "route": "2d", "seconds": 1.0, "kept": False},
+        {"step": 0, "route": "3d", "seconds": 3.0, "kept": True},
+    ])
+    rec = route_timing.result_record(device="cpu", volume="v", warmup=1, repeats=3,
+                                     summaries=summaries, accuracy=accuracy, flops=flops,
+                                     speed_2d=route_timing.Speed(precision="bf16"),
+                                     speed_table=speed_table)
+    assert rec["precision"] == "bf16" and rec["speed_2d"] == "bf16, batch 8"
+    # the gain of the last kept change, not of a faster rejected one
+    assert rec["speed_work_2d_speedup"] == 2.0 and rec["speed_work_3d_speedup"] == 1.0
     assert rec["device"] == "cpu" and "device_name" in rec and "version_torch" in rec
     assert rec["40nm_ratio_3d_over_2d"] == 2.0 and rec["40nm_cremi_3d"] == 0.5
     assert rec["40nm_2d_inference_flops_per_voxel"] == 10.0 and rec["40nm_2d_inference_mfu"] is None
     assert not any(isinstance(v, dict | list) for v in rec.values())
 
 
-def test_effective_precision_and_device_label_on_cpu():
-    assert route_timing.effective_precision("bf16", "cpu") == "fp32"
+def test_device_label_on_cpu():
     assert route_timing.device_label("cpu") == "cpu"
+
+
+def test_keep_change_golden():
+    keep = route_timing.keep_change
+    assert keep(0.96, 1.0, 0.0) is True  # 4 % faster, same outputs
+    assert keep(0.98, 1.0, 0.0) is False  # within the 3 % noise margin
+    assert keep(0.5, 1.0, 0.02) is False  # faster but outputs changed beyond 0.01
+    assert keep(0.5, 1.0, 0.02, tolerance=0.05) is True
+    assert keep(float("nan"), 1.0, 0.0) is False and keep(0.5, 1.0, float("nan")) is False
+
+
+def _fake_runners(calls):
+    """Seconds from the speed: bf16 halves them, channels-last costs 10 %, batch 2 saves
+    1 %, compile fails; bf16 changes the 3D output by 0.5, the 2D one by 0.001."""
+
+    def runner(route):
+        def run(speed):
+            calls.append((route, speed))
+            if speed.compile:
+                raise RuntimeError("no compiler")
+            t = 1.0 if route == "2d" else 4.0
+            t *= 0.5 if speed.precision == "bf16" else 1.0
+            t *= 1.1 if speed.channels_last else 1.0
+            t *= 0.99 if speed.batch_size == 2 else 1.0
+            out = (0.5 if route == "3d" else 0.001) if speed.precision == "bf16" else 0.0
+            return {f"{route}_inference": t * 0.75, "other": t * 0.25}, out
+        return run
+
+    return {"2d": runner("2d"), "3d": runner("3d")}
+
+
+def test_try_changes_keeps_what_helps_one_change_at_a_time():
+    calls = []
+    changes = [{"precision": "bf16"}, {"channels_last": True}, {"compile": True}, {"batch_size": 2}]
+    table, s2, s3 = route_timing.try_changes(
+        _fake_runners(calls), {"2d": route_timing.Speed(batch_size=8), "3d": route_timing.Speed(batch_size=1)},
+        changes, difference=lambda route, out, ref: abs(out - ref), megavoxels=2.0,
+    )
+    assert s2 == route_timing.Speed(precision="bf16", batch_size=8)
+    assert s3 == route_timing.Speed(batch_size=1)  # bf16 changed its outputs too much
+    t = table.set_index(["step", "route"])
+    assert list(table["step"].unique()) == [0, 1, 2, 3, 4]
+    assert t.loc[(1, "2d"), "kept"] and not t.loc[(1, "3d"), "kept"]
+    assert t.loc[(1, "2d"), "speedup_vs_baseline"] == pytest.approx(2.0)
+    assert t.loc[(1, "3d"), "difference"] == pytest.approx(0.5)
+    assert not t.loc[(2, "2d"), "kept"]  # channels-last is slower
+    assert t.loc[(3, "2d"), "error"] == "RuntimeError: no compiler" and not t.loc[(3, "2d"), "kept"]
+    assert not t.loc[(4, "2d"), "kept"]  # 1 % is within the noise margin
+    assert t.loc[(0, "2d"), "s_per_mvox"] == pytest.approx(0.5)
+    # each change is tried on the best so far: channels-last on top of bf16 (2D), on fp32 (3D)
+    tried = [s for r, s in calls if r == "2d" and s.channels_last]
+    assert tried == [route_timing.Speed(precision="bf16", channels_last=True, batch_size=8)]
+    tried = [s for r, s in calls if r == "3d" and s.channels_last]
+    assert tried == [route_timing.Speed(channels_last=True, batch_size=1)]
+
+
+def test_try_changes_baseline_failure_is_raised():
+    def broken(speed):
+        raise ValueError("bad model")
+
+    with pytest.raises(ValueError, match="bad model"):
+        route_timing.try_changes({"2d": broken}, {"2d": route_timing.Speed()}, [],
+                                 difference=lambda *a: 0.0)
+
+
+def test_speed_figure_draws_each_route(tmp_path):
+    calls = []
+    table, _, _ = route_timing.try_changes(
+        _fake_runners(calls), {"2d": route_timing.Speed(), "3d": route_timing.Speed(batch_size=1)},
+        [{"precision": "bf16"}, {"compile": True}], difference=lambda r, o, ref: abs(o - ref))
+    fig = route_timing.speed_figure(table, title="fake")
+    assert len(fig.axes) == 2 and all(len(ax.patches) == 3 for ax in fig.axes)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
