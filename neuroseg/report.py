@@ -462,7 +462,13 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
             for dev in timing_devices(metrics):
                 t = metrics[f"40_timing_{dev}"]
                 zs = sorted({k.split("_")[0] for k in t if k.endswith("_ratio_3d_over_2d")})
-                md += [f"**{t.get('device_name', dev)}** ({t.get('precision', '')}):", ""]
+                how = (f"2D networks: {t['speed_2d']}; 3D network: {t['speed_3d']}"
+                       if "speed_2d" in t else t.get("precision", ""))
+                gains = [f"{r.upper()} x{t[f'speed_work_{r}_speedup']:.2f}" for r in ("2d", "3d")
+                         if t.get(f"speed_work_{r}_speedup") is not None]
+                if gains:
+                    how += "; speed work against fp32 eager: " + ", ".join(gains)
+                md += [f"**{t.get('device_name', dev)}** ({how}):", ""]
                 md += ["| z | 2D s/Mvox | 3D s/Mvox | 3D / 2D | linking share of 2D | CREMI 2D | CREMI 3D |",
                        "|---|---|---|---|---|---|---|"]
                 md += [f"| {z} | {_fmt(t[f'{z}_2d_s_per_mvox'], 2)} | {_fmt(t[f'{z}_3d_s_per_mvox'], 2)}"

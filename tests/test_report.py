@@ -146,3 +146,12 @@ def test_machine_description_names_processor_memory_and_versions():
     assert "GiB RAM" in text
     assert f"torch {torch.__version__}" in text and platform.python_version() in text
     assert ("no GPU" in text) != torch.cuda.is_available()
+
+
+def test_readme_timing_section_names_how_the_networks_ran(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path / "reports"))
+    t = {**_timing(3.0, 1.05, 0.69), "speed_2d": "bf16, channels-last, batch 8",
+         "speed_3d": "fp32, batch 2", "speed_work_2d_speedup": 1.8, "speed_work_3d_speedup": 1.25}
+    text = report.write_readme({"40_timing_cuda": t}, profile="quick", machine="m").read_text()
+    assert ("2D networks: bf16, channels-last, batch 8; 3D network: fp32, batch 2; "
+            "speed work against fp32 eager: 2D x1.80, 3D x1.25") in text
