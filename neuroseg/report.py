@@ -378,6 +378,10 @@ def _fmt(x, digits: int = 3) -> str:
     if isinstance(x, (int, np.integer)):
         return str(int(x))
     if isinstance(x, (float, np.floating)):
+        if math.isfinite(x) and float(x).is_integer() and abs(x) >= 1:
+            return str(int(x))  # counts read back from CSV as floats
+        if x != 0 and abs(x) < 10.0 ** -digits:
+            return f"{x:.2g}"  # would print as 0.000
         return f"{x:.{digits}f}"
     return str(x)
 
@@ -438,7 +442,7 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
     ]
     md += [f"- **{c.source}**, {c.claim}: {c.evidence}." for c in claims(metrics)]
     sections = [
-        ("Data", "00_", "00_data_preparation", None),
+        ("Data", "00_", None, "00_data_preparation"),
         ("Nucleus pretraining (SomaNet, stage 1)", "10_", "10_nucleus_pretraining",
          "10_nucleus_pretraining_somanet"),
         ("Neuron fine-tuning (SomaNet, stage 2)", "20_", "20_neuron_finetuning",

@@ -155,3 +155,8 @@ def test_readme_timing_section_names_how_the_networks_ran(tmp_path, monkeypatch)
     text = report.write_readme({"40_timing_cuda": t}, profile="quick", machine="m").read_text()
     assert ("2D networks: bf16, channels-last, batch 8; 3D network: fp32, batch 2; "
             "speed work against fp32 eager: 2D x1.80, 3D x1.25") in text
+
+
+def test_number_formatting_golden():
+    assert [report._fmt(v) for v in (525.0, 1.6e-05, 0.0, 0.76565, 3, 1.0, None, float("nan"))] == [
+        "525", "1.6e-05", "0.000", "0.766", "3", "1", "—", "—"]
