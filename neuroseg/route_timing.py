@@ -59,15 +59,21 @@ DEFAULT_SPEED_2D = Speed(batch_size=8)
 DEFAULT_SPEED_3D = Speed(batch_size=1)
 
 
-def _fast_linker(linker, speed: Speed):
-    """``linker`` with its network run as ``speed`` says (same calibrations)."""
-    return type(linker)(accelerate(linker.network, speed), linker.calibrations,
+def _fast_linker(linker, speed: Speed, device):
+    """``linker`` with its network run as ``speed`` says on ``device`` (same calibrations)."""
+    return type(linker)(accelerate(linker.network, speed, device=device), linker.calibrations,
                         active=linker.active, batch_size=speed.batch_size)
 
 
-def _route_2d(em_model, linker, raw, resolution, *, time_stage, speed: Speed):
-    lk = _fast_linker(linker.calibrated_for(resolution, segments="predicted"), speed)
-    net = accelerate(em_model, speed)
+def _device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _route_2d(em_model, linker, raw, resolution, *, time_stage, speed: Speed, device: str):
+    lk = _fast_linker(linker.calibrated_for(resolution, segments="predicted"), speed, device)
+    net = accelerate(em_model, speed, device=device)
     prob = time_stage("2d_inference", inference.boundaries_2d, net, raw, resolution=resolution,
                       batch_size=speed.batch_size)
     post = dict(em_model.meta.get("postprocess", {}))
@@ -76,9 +82,10 @@ def _route_2d(em_model, linker, raw, resolution, *, time_stage, speed: Speed):
                       threshold=lk.threshold, linker=lk, resolution=resolution).labels
 
 
-def _route_3d(model, raw, resolution, *, time_stage, speed: Speed):
+def _route_3d(model, raw, resolution, *, time_stage, speed: Speed, device: str):
     post = {"method": "cc", "threshold": 0.5, "min_size": 0, **model.meta.get("postprocess", {})}
-    affs = time_stage("3d_inference", affinities.predict_affinities, accelerate(model, speed), raw,
+    affs = time_stage("3d_inference", affinities.predict_affinities,
+                      accelerate(model, speed, device=device), raw,
                       batch_size=speed.batch_size)
     return time_stage("agglomeration", affinities.agglomerate, affs, offsets=model.meta["offsets"],
                       resolution=model.meta.get("resolution_nm"), **post)
@@ -102,13 +109,15 @@ def time_routes(
     routes' labels (from the last repeat).
 
     The networks of the 2D route (boundary model, linker) run as ``speed_2d`` says, the 3D
-    network as ``speed_3d``. The table has one row per stage: ``route, stage, megavoxels,
+    network as ``speed_3d``, on ``device`` (default: CUDA when available; the models are
+    copied there, not moved). The table has one row per stage: ``route, stage, megavoxels,
     median, q25, q75, s_per_mvox``, the route's ``speed`` and ``precision`` and what the
     timing depends on (device, threads, peak memory...).
     """
     rows = []
     mvox = raw.size / 1e6
     speeds = {"2d": speed_2d, "3d": speed_3d}
+    device = _device(device)
 
     def time_stage(stage, fn, *args, **kwargs):
         route = "2d" if stage in ROUTES["2d"] else "3d"
@@ -125,8 +134,10 @@ def time_routes(
                      "speed": speeds[route].label})
         return out
 
-    labels = {"2d": _route_2d(em_model, linker, raw, resolution, time_stage=time_stage, speed=speed_2d),
-              "3d": _route_3d(affinity_model, raw, resolution, time_stage=time_stage, speed=speed_3d)}
+    labels = {"2d": _route_2d(em_model, linker, raw, resolution, time_stage=time_stage,
+                              speed=speed_2d, device=device),
+              "3d": _route_3d(affinity_model, raw, resolution, time_stage=time_stage,
+                              speed=speed_3d, device=device)}
     return pd.DataFrame(rows), labels
 
 
@@ -195,6 +206,7 @@ def speed_work(
         The chosen speeds (the starts with every kept change).
     """
     mvox = raw.size / 1e6
+    device = _device(device)
     lk0 = linker.calibrated_for(resolution, segments="predicted")
     post = dict(em_model.meta.get("postprocess", {}))
 
@@ -203,7 +215,7 @@ def speed_work(
         return t.median, out
 
     def run_2d(speed: Speed):
-        net, lk = accelerate(em_model, speed), _fast_linker(lk0, speed)
+        net, lk = accelerate(em_model, speed, device=device), _fast_linker(lk0, speed, device)
         t_inf, prob = timed(inference.boundaries_2d, net, raw, resolution=resolution,
                             batch_size=speed.batch_size)
         t_link, linked = timed(linking.link_slices, labels2d, raw=raw, method="learned",
@@ -211,7 +223,7 @@ def speed_work(
         return {"2d_inference": t_inf, "linking": t_link}, (prob, linked.labels)
 
     def run_3d(speed: Speed):
-        t, affs = timed(affinities.predict_affinities, accelerate(affinity_model, speed), raw,
+        t, affs = timed(affinities.predict_affinities, accelerate(affinity_model, speed, device=device), raw,
                         batch_size=speed.batch_size)
         return {"3d_inference": t}, affs
 
@@ -223,8 +235,8 @@ def speed_work(
         return max(prob_diff, split + merge)
 
     # the baseline: its 2D segments feed every variant's linking stage
-    prob0 = inference.boundaries_2d(em_model, raw, resolution=resolution,
-                                    batch_size=start_2d.batch_size)
+    prob0 = inference.boundaries_2d(accelerate(em_model, start_2d, device=device), raw,
+                                    resolution=resolution, batch_size=start_2d.batch_size)
     labels2d = instances.labels_from_boundaries_stack(prob0, **post)
     return try_changes({"2d": run_2d, "3d": run_3d}, {"2d": start_2d, "3d": start_3d}, changes,
                        difference=difference, megavoxels=mvox, min_gain=min_gain,

@@ -107,9 +107,19 @@ def _memory_format(ndim: int) -> torch.memory_format:
     return torch.channels_last_3d if ndim == 5 else torch.channels_last
 
 
-def accelerate(model: nn.Module, speed: Speed | None = None) -> Accelerated:
-    """``model`` run as ``speed`` says (default: unchanged, fp32); ``model`` is not modified
-    (a channels-last copy is made when asked).
+def _resolve(device: str | torch.device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def accelerate(model: nn.Module, speed: Speed | None = None, *,
+               device: str | torch.device | None = None) -> Accelerated:
+    """``model`` run as ``speed`` says (default: unchanged, fp32) on ``device`` (default: where
+    its weights are). ``model`` itself is not converted or moved: a copy is made when
+    channels-last or another device is asked for. The wrapper is in eval mode, as the
+    prediction functions would set it.
 
     Examples
     --------
@@ -123,9 +133,13 @@ def accelerate(model: nn.Module, speed: Speed | None = None) -> Accelerated:
     speed = speed or Speed()
     if isinstance(model, Accelerated):
         model = model.model
-    model.eval()
-    if speed.channels_last:
+    current = next((p.device for p in model.parameters()), torch.device("cpu"))
+    target = current if device is None else _resolve(device)
+    if speed.channels_last or target != _resolve(current):
         model = copy.deepcopy(model)
-        ndim = 2 + len(getattr(model, "required_multiple", (0, 0)))
-        model = model.to(memory_format=_memory_format(ndim))
+        if target != _resolve(current):
+            model = model.to(device=target)
+        if speed.channels_last:
+            ndim = 2 + len(getattr(model, "required_multiple", (0, 0)))
+            model = model.to(memory_format=_memory_format(ndim))
     return Accelerated(model, speed).eval()

@@ -73,3 +73,12 @@ def test_compiled_model_matches_eager():
     except Exception as err:  # no C++ compiler: the speed work records such failures
         pytest.skip(f"torch.compile does not work here: {type(err).__name__}")
     torch.testing.assert_close(y, net(x), atol=1e-4, rtol=1e-4)
+
+
+def test_accelerate_copies_to_another_device_and_leaves_the_model_alone():
+    net = _net()
+    fast = accelerate(net, Speed(), device="meta")
+    assert next(fast.parameters()).device.type == "meta"
+    assert next(net.parameters()).device.type == "cpu"
+    # on the model's own device, fp32 and contiguous: no copy
+    assert accelerate(net, Speed(), device="cpu").model is net
