@@ -66,9 +66,9 @@ def _fast_linker(linker, speed: Speed, device):
 
 
 def _device(device: str | None) -> str:
-    import torch
+    from .train import default_device
 
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return device or str(default_device())
 
 
 def _route_2d(em_model, linker, raw, resolution, *, time_stage, speed: Speed, device: str):
