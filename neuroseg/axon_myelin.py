@@ -243,7 +243,9 @@ def make_task(
 @dataclass(frozen=True)
 class AxonSetting:
     """One training run: ``init`` is ``"scratch"`` or ``"pretrained"`` (the nucleus model,
-    head replaced, every layer trained)."""
+    head replaced, every layer trained). ``precision`` and ``channels_last`` are those of
+    :class:`neuroseg.train.TrainConfig` (``"bf16"`` with ``channels_last=True`` trains several
+    times faster on a CPU with bf16 matrix units)."""
 
     init: str = "pretrained"
     epochs: int = 30
@@ -252,20 +254,30 @@ class AxonSetting:
     weight_decay: float = 1e-4
     loss: str = "ce+dice"
     seed: int = 0
+    precision: str = "auto"
+    channels_last: bool = False
 
     def __post_init__(self):
         if self.init not in ("scratch", "pretrained"):
             raise ValueError(f"init must be 'scratch' or 'pretrained'; got {self.init!r}")
         if self.loss not in ("ce", "ce+dice"):
             raise ValueError(f"loss must be 'ce' or 'ce+dice'; got {self.loss!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}")
 
     @property
     def key(self) -> str:
-        """Folder name: every field, so that each run is trained once."""
-        return (
+        """Folder name: every field (the speed options only when set), so that each run is
+        trained once."""
+        key = (
             f"{self.init}_e{self.epochs}_b{self.batch_size}_lr{self.lr:g}_wd{self.weight_decay:g}"
             f"_{self.loss.replace('+', '-')}_s{self.seed}"
         )
+        if self.precision != "auto":
+            key += f"_{self.precision}"
+        if self.channels_last:
+            key += "_cl"
+        return key
 
 
 def _model_meta(task: AxonTask) -> dict:
@@ -334,6 +346,7 @@ def train_setting(
     config = TrainConfig(
         epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr,
         weight_decay=setting.weight_decay, loss=setting.loss, seed=setting.seed,
+        precision=setting.precision, channels_last=setting.channels_last,
     )
     folder = task.folder / setting.key
     fit(model, train_data, val_data, config=config, folder=folder, meta=meta,
@@ -568,6 +581,8 @@ def compare(
     weight_decay: float,
     loss: str = "ce+dice",
     seed: int = 0,
+    precision: str = "auto",
+    channels_last: bool = False,
     tile: int | None = 256,
     progress: bool = True,
 ) -> Comparison:
@@ -576,7 +591,8 @@ def compare(
     rows, histories, models, tests = [], {}, {}, {}
     for init in inits:
         setting = AxonSetting(init=init, epochs=epochs, batch_size=batch_size, lr=lr,
-                              weight_decay=weight_decay, loss=loss, seed=seed)
+                              weight_decay=weight_decay, loss=loss, seed=seed,
+                              precision=precision, channels_last=channels_last)
         model, history = train_setting(task, setting, progress=progress)
         val = comparison_row(*evaluate(model, task.val, tile=tile)[:2])
         per_image, pairs, preds = evaluate(model, test, tile=tile, progress=progress)

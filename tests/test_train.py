@@ -26,10 +26,12 @@ def _datasets(seed=0):
     return tr, va
 
 
-def _fit(folder, *, epochs=3, seed=0, **kw):
+def _fit(folder, *, epochs=3, seed=0, options=None, **kw):
     model = models.build_unet(TINY, seed=seed)
     tr, va = _datasets(seed)
-    config = train.TrainConfig(epochs=epochs, batch_size=4, lr=1e-2, seed=seed, device="cpu")
+    config = train.TrainConfig(
+        epochs=epochs, batch_size=4, lr=1e-2, seed=seed, device="cpu", **(options or {})
+    )
     history = train.fit(model, tr, va, config=config, folder=folder, progress=False, **kw)
     return model, history
 
@@ -139,6 +141,51 @@ def test_config_validation():
         train.TrainConfig(loss="l2")
     with pytest.raises(ValueError, match="optimizer"):
         train.TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="precision"):
+        train.TrainConfig(precision="fp16")
+
+
+def test_bf16_channels_last_training_on_cpu(tmp_path, monkeypatch):
+    fast = {"precision": "bf16", "channels_last": True}
+    seen = []
+    forward = models.UNet.forward
+
+    def spy(self, x):
+        out = forward(self, x)
+        if self.training:
+            convs = [w for w in self.parameters() if w.ndim == 4 and w.shape[1] > 1 and w.shape[2] > 1]
+            last = all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+                       for w in convs)
+            seen.append((out.dtype, last))
+        return out
+
+    monkeypatch.setattr(models.UNet, "forward", spy)
+    _, history = _fit(tmp_path / "a", epochs=2, options=fast)
+    assert seen and all(s == (torch.bfloat16, True) for s in seen)
+    assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in history)
+    seen.clear()
+    _fit(tmp_path / "plain", epochs=2)
+    assert seen and all(s == (torch.float32, False) for s in seen)
+    # same seed, same weights; weights stay float32 and load into an ordinary model
+    _fit(tmp_path / "b", epochs=2, options=fast)
+    assert _same_state(_state(tmp_path / "a"), _state(tmp_path / "b"))
+    assert not _same_state(_state(tmp_path / "a"), _state(tmp_path / "plain"))
+    loaded = models.load_model(tmp_path / "a")
+    assert all(v.dtype == torch.float32 for v in loaded.state_dict().values() if v.is_floating_point())
+    x = torch.rand(1, 1, 32, 32)
+    assert loaded.eval()(x).shape == (1, 2, 32, 32)
+
+
+def test_new_options_at_their_default_keep_a_recorded_run(tmp_path):
+    model = models.build_unet(TINY, seed=0)
+    plain = train._run_identity(model, train.TrainConfig(), {})
+    assert "precision" not in plain["config"] and "channels_last" not in plain["config"]
+    fast = train._run_identity(model, train.TrainConfig(precision="bf16"), {})
+    assert fast["config"]["precision"] == "bf16" and fast != plain
+    # a finished run is not resumed under other speed options
+    _fit(tmp_path / "m", epochs=1)
+    with pytest.raises(models.ModelError, match="different run"):
+        _fit(tmp_path / "m", epochs=1, options={"channels_last": True})
 
 
 def test_dataset_too_small_for_a_batch(tmp_path):
