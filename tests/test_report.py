@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -160,3 +161,4 @@ def test_readme_timing_section_names_how_the_networks_ran(tmp_path, monkeypatch)
 def test_number_formatting_golden():
     assert [report._fmt(v) for v in (525.0, 1.6e-05, 0.0, 0.76565, 3, 1.0, None, float("nan"))] == [
         "525", "1.6e-05", "0.000", "0.766", "3", "1", "—", "—"]
+    assert [report._fmt(v) for v in (True, np.False_)] == ["yes", "no"]
