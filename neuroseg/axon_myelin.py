@@ -39,7 +39,7 @@ from .inference import predict
 from .loaders import CropDataset, normalize, to_grey
 from .models import ModelError, UNet, load_model
 from .resample import PixelSizeWarning, check_pixel_size, resample_image, resample_labels
-from .train import TrainConfig, fit, history_frame
+from .train import PRECISIONS, TrainConfig, fit, history_frame
 
 __all__ = [
     "DATASETS",
@@ -262,8 +262,8 @@ class AxonSetting:
             raise ValueError(f"init must be 'scratch' or 'pretrained'; got {self.init!r}")
         if self.loss not in ("ce", "ce+dice"):
             raise ValueError(f"loss must be 'ce' or 'ce+dice'; got {self.loss!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
 
     @property
     def key(self) -> str:

@@ -95,7 +95,7 @@ class Accelerated(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.speed.channels_last:
-            x = x.contiguous(memory_format=_memory_format(x.ndim))
+            x = x.contiguous(memory_format=channels_last_format(x.ndim))
         dtype = PRECISIONS[self.speed.precision]
         with torch.autocast(device_type=x.device.type, dtype=dtype or torch.bfloat16,
                             enabled=dtype is not None):
@@ -103,7 +103,8 @@ class Accelerated(nn.Module):
         return y.float()
 
 
-def _memory_format(ndim: int) -> torch.memory_format:
+def channels_last_format(ndim: int) -> torch.memory_format:
+    """The channels-last memory format of a 4-D (N, C, Y, X) or 5-D (N, C, Z, Y, X) tensor."""
     return torch.channels_last_3d if ndim == 5 else torch.channels_last
 
 
@@ -141,5 +142,5 @@ def accelerate(model: nn.Module, speed: Speed | None = None, *,
             model = model.to(device=target)
         if speed.channels_last:
             ndim = 2 + len(getattr(model, "required_multiple", (0, 0)))
-            model = model.to(memory_format=_memory_format(ndim))
+            model = model.to(memory_format=channels_last_format(ndim))
     return Accelerated(model, speed).eval()

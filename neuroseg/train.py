@@ -35,6 +35,9 @@ from tqdm.auto import tqdm
 
 from .io import atomic_path
 from .models import ModelError, save_model
+from .speed import channels_last_format
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,8 @@ class TrainConfig:
     channels_last: bool = False
 
     def __post_init__(self):
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"unknown precision {self.precision!r} (auto, fp32 or bf16)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r} (one of {', '.join(PRECISIONS)})")
         if self.loss not in ("bce", "dice", "bce+dice", "balanced_bce", "ce", "ce+dice"):
             raise ValueError(f"unknown loss {self.loss!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -324,15 +327,13 @@ def _to_channels_last(model: torch.nn.Module) -> None:
     """Convolution weights channels-last, in place (their values are unchanged)."""
     for param in model.parameters():
         if param.ndim in (4, 5):
-            fmt = torch.channels_last if param.ndim == 4 else torch.channels_last_3d
-            param.data = param.data.contiguous(memory_format=fmt)
+            param.data = param.data.contiguous(memory_format=channels_last_format(param.ndim))
 
 
 def _memory_format(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     if not config.channels_last or x.ndim not in (4, 5):
         return x
-    fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
-    return x.contiguous(memory_format=fmt)
+    return x.contiguous(memory_format=channels_last_format(x.ndim))
 
 
 def fit(
