@@ -80,6 +80,8 @@ AXONDEEPSEG_PAPER = {"sem_dice_axon": 0.95, "sem_dice_myelin": 0.88}
 
 #: The targets of issue #9 for held-out SEM images.
 TARGETS = {"sem_dice_axon": 0.85, "sem_dice_myelin": 0.80, "sem_gratio_mad": 0.05}
+#: what a setting trains on (see :class:`AxonSetting`)
+TRAIN_ON = ("train", "train+val")
 
 # colour-blind-safe class colours (Okabe-Ito): myelin orange, axon blue, uaxon bluish green
 CLASS_COLOURS = {1: "#E69F00", 2: "#0072B2", 3: "#009E73"}
@@ -245,7 +247,13 @@ class AxonSetting:
     """One training run: ``init`` is ``"scratch"`` or ``"pretrained"`` (the nucleus model,
     head replaced, every layer trained). ``precision`` and ``channels_last`` are those of
     :class:`neuroseg.train.TrainConfig` (``"bf16"`` with ``channels_last=True`` trains several
-    times faster on a CPU with bf16 matrix units)."""
+    times faster on a CPU with bf16 matrix units).
+
+    ``train_on="train"`` trains on the training images and keeps the epoch with the lowest
+    validation loss. ``train_on="train+val"`` is the refit once the choices are made on
+    validation: it trains on the training and validation images together, has nothing left
+    to validate on, and keeps the last epoch.
+    """
 
     init: str = "pretrained"
     epochs: int = 30
@@ -256,8 +264,11 @@ class AxonSetting:
     seed: int = 0
     precision: str = "auto"
     channels_last: bool = False
+    train_on: str = "train"
 
     def __post_init__(self):
+        if self.train_on not in TRAIN_ON:
+            raise ValueError(f"train_on must be one of {TRAIN_ON}; got {self.train_on!r}")
         if self.init not in ("scratch", "pretrained"):
             raise ValueError(f"init must be 'scratch' or 'pretrained'; got {self.init!r}")
         if self.loss not in ("ce", "ce+dice"):
@@ -277,10 +288,13 @@ class AxonSetting:
             key += f"_{self.precision}"
         if self.channels_last:
             key += "_cl"
+        if self.train_on == "train+val":
+            key += "_trainval"
         return key
 
 
-def _model_meta(task: AxonTask) -> dict:
+def _model_meta(task: AxonTask, setting: AxonSetting) -> dict:
+    refit = setting.train_on == "train+val"
     return {
         "target": "classes",
         "task": f"axon_myelin_{task.modality}",
@@ -295,9 +309,9 @@ def _model_meta(task: AxonTask) -> dict:
             "val_crops": task.val_crops,
             "elastic": list(task.elastic),
             "scale_range": None if task.scale_range is None else list(task.scale_range),
-            "val_images": [s.id for s in task.val],
+            "val_images": [] if refit else [s.id for s in task.val],
         },
-        "train_images": [s.id for s in task.train],
+        "train_images": [s.id for s in task.train] + ([s.id for s in task.val] if refit else []),
     }
 
 
@@ -317,16 +331,19 @@ def _class_target(labels: np.ndarray) -> np.ndarray:
 def train_setting(
     task: AxonTask, setting: AxonSetting, *, progress: bool = False
 ) -> tuple[UNet, pd.DataFrame]:
-    """Train one setting into ``task.folder / setting.key``; return (best model, history).
+    """Train one setting into ``task.folder / setting.key``; return (kept model, history).
 
     Augmentation: flips and right-angle rotations (mirroring), elastic deformation
     (``task.elastic``), random zoom (``task.scale_range``) and intensity changes. A finished run with the same data, set-up and
     source weights is not repeated.
     """
-    pairs = [network_pair(s, task.pixel_size_um) for s in task.train]
-    val_pairs = [network_pair(s, task.pixel_size_um) for s in task.val]
+    refit = setting.train_on == "train+val"
+    train_samples = list(task.train) + (list(task.val) if refit else [])
+    val_samples = [] if refit else list(task.val)
+    pairs = [network_pair(s, task.pixel_size_um) for s in train_samples]
+    val_pairs = [network_pair(s, task.pixel_size_um) for s in val_samples]
     crop = (task.crop, task.crop)
-    for s, (im, _) in zip(list(task.train) + list(task.val), pairs + val_pairs):
+    for s, (im, _) in zip(train_samples + val_samples, pairs + val_pairs):
         if min(im.shape[1:]) < task.crop:
             raise ValueError(
                 f"{s.id}: {im.shape[1:]} px at {task.pixel_size_um} µm is smaller than the crop {task.crop}"
@@ -337,16 +354,20 @@ def train_setting(
         augmenter=Augmenter(alpha=alpha, sigma=sigma, elastic_p=p, scale_range=task.scale_range),
         samples_per_epoch=task.samples_per_epoch, seed=setting.seed,
     )
-    val_data = CropDataset(
+    val_data = None if refit else CropDataset(
         [q[0] for q in val_pairs], [q[1] for q in val_pairs], crop=crop, target_fn=_class_target,
         samples_per_epoch=task.val_crops, seed=10_000 + setting.seed, fixed=True,
     )
     model = _build(task, setting)
-    meta = {**_model_meta(task), "transfer": model.meta["transfer"], "setting": dataclasses.asdict(setting)}
+    setting_record = dataclasses.asdict(setting)
+    if not refit:  # runs recorded before the option existed keep their identity
+        setting_record.pop("train_on")
+    meta = {**_model_meta(task, setting), "transfer": model.meta["transfer"], "setting": setting_record}
     config = TrainConfig(
         epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr,
         weight_decay=setting.weight_decay, loss=setting.loss, seed=setting.seed,
         precision=setting.precision, channels_last=setting.channels_last,
+        keep="last" if refit else "best",
     )
     folder = task.folder / setting.key
     fit(model, train_data, val_data, config=config, folder=folder, meta=meta,
@@ -556,10 +577,13 @@ def data_table(task: AxonTask, test: Sequence[data.Sample]) -> pd.DataFrame:
 class Comparison:
     """The result of :func:`compare` for one modality.
 
-    ``table`` has one row per initialisation (validation and test scores, training time);
-    ``chosen`` is the initialisation with the best mean validation Dice; ``histories``,
-    ``models``, ``test`` (init -> (per_image, pairs, predictions) of :func:`evaluate`) hold
-    the rest.
+    ``table`` has one row per trained model (validation and test scores, training time):
+    one per initialisation, trained on the training images, plus with ``refit`` the chosen
+    one trained again on the training and validation images (``train_on="train+val"``, no
+    validation scores). ``chosen`` is the initialisation with the best mean validation Dice;
+    ``final`` is the name of the reported model: ``chosen``, or ``"<chosen>+val"`` for the
+    refit. ``histories``, ``models`` and ``test`` (name -> (per_image, pairs, predictions) of
+    :func:`evaluate`) hold the rest, by the same names.
     """
 
     modality: str
@@ -568,6 +592,11 @@ class Comparison:
     histories: dict
     models: dict
     test: dict
+    final: str = ""
+
+    def __post_init__(self):
+        if not self.final:
+            self.final = self.chosen
 
 
 def compare(
@@ -583,37 +612,62 @@ def compare(
     seed: int = 0,
     precision: str = "auto",
     channels_last: bool = False,
+    refit: bool = False,
     tile: int | None = 256,
     progress: bool = True,
 ) -> Comparison:
     """Train one setting per initialisation, score each on the validation and test images,
-    and choose by mean validation Dice over the non-background classes."""
+    and choose by mean validation Dice over the non-background classes.
+
+    With ``refit``, the chosen initialisation is then trained once more, on the training and
+    validation images together for the same number of epochs (keeping the last), and that
+    model is the one reported (:attr:`Comparison.final`): the validation image has done its
+    job of choosing and becomes more training data.
+    """
     rows, histories, models, tests = [], {}, {}, {}
-    for init in inits:
+
+    def run(init: str, train_on: str) -> None:
         setting = AxonSetting(init=init, epochs=epochs, batch_size=batch_size, lr=lr,
                               weight_decay=weight_decay, loss=loss, seed=seed,
-                              precision=precision, channels_last=channels_last)
+                              precision=precision, channels_last=channels_last, train_on=train_on)
         model, history = train_setting(task, setting, progress=progress)
-        val = comparison_row(*evaluate(model, task.val, tile=tile)[:2])
         per_image, pairs, preds = evaluate(model, test, tile=tile, progress=progress)
         tst = comparison_row(per_image, pairs)
-        dice_cols = [c for c in val if c.startswith("dice_")]
+        dice_cols = [c for c in tst if c.startswith("dice_")]
+        if train_on == "train":
+            val = comparison_row(*evaluate(model, task.val, tile=tile)[:2])
+            val_scores = {
+                **{f"val_{k}": v for k, v in val.items()},
+                "val_dice_mean": float(np.mean([val[c] for c in dice_cols])),
+            }
+        else:  # the validation images are training images now
+            val_scores = {}
+        name = init if train_on == "train" else f"{init}+val"
         rows.append({
             "modality": task.modality,
             "init": init,
+            "train_on": train_on,
+            "name": name,
             "setting": setting.key,
             "best_epoch": int(model.meta.get("best_epoch", len(history))),
+            "weights_epoch": int(model.meta.get("weights_epoch", model.meta.get("best_epoch", len(history)))),
             "train_seconds": float(history["seconds"].sum()),
-            **{f"val_{k}": v for k, v in val.items()},
-            "val_dice_mean": float(np.mean([val[c] for c in dice_cols])),
+            **val_scores,
             **{f"test_{k}": v for k, v in tst.items()},
             "test_dice_mean": float(np.mean([tst[c] for c in dice_cols])),
         })
-        histories[init], models[init], tests[init] = history, model, (per_image, pairs, preds)
+        histories[name], models[name], tests[name] = history, model, (per_image, pairs, preds)
+
+    for init in inits:
+        run(init, "train")
+    chosen = str(choose(pd.DataFrame(rows))["init"])
+    if refit:
+        run(chosen, "train+val")
     table = pd.DataFrame(rows)
-    chosen = str(choose(table)["init"])
-    return Comparison(task.modality, table.assign(chosen=table["init"] == chosen), chosen,
-                      histories, models, tests)
+    final = f"{chosen}+val" if refit else chosen
+    table = table.assign(chosen=(table["init"] == chosen) & (table["train_on"] == "train"),
+                         final=table["name"] == final)
+    return Comparison(task.modality, table, chosen, histories, models, tests, final)
 
 
 def pixel_size_sensitivity(
@@ -658,27 +712,40 @@ def pixel_size_sensitivity(
 def headline(comparisons: Sequence[Comparison], tasks: dict[str, AxonTask]) -> dict:
     """The flat numbers of ``reports/metrics/50_axon_myelin.json``.
 
-    Per modality: the test Dice of each class (``sem_dice_axon``, ``tem_dice_uaxon``...), the
-    g-ratio and axon diameter differences to the manual masks, of the initialisation chosen
-    on validation; and whether the SEM targets of :data:`TARGETS` are met.
+    Per modality, of the reported model (:attr:`Comparison.final`): the test Dice of each
+    class (``sem_dice_axon``, ``tem_dice_uaxon``...), the g-ratio and axon diameter
+    differences to the manual masks, the initialisation chosen on validation, what it was
+    trained on and how many images that is; the mean test Dice of each initialisation
+    trained on the training images only (``sem_scratch_test_dice_mean``...) and, when the
+    reported model is a refit, the chosen one's numbers before the refit
+    (``sem_train_only_dice_axon``...); and whether the SEM targets of :data:`TARGETS` are met.
     """
     out: dict = {}
     for c in comparisons:
         m = c.modality
-        row = c.table[c.table["init"] == c.chosen].iloc[0]
-        for name in class_names(m)[1:]:
+        table = c.table
+        row = table[table["name"] == c.final].iloc[0]
+        names = class_names(m)[1:]
+        for name in names:
             out[f"{m}_dice_{name}"] = float(row[f"test_dice_{name}"])
         out[f"{m}_gratio_mad"] = float(row["test_gratio_mad"])
         out[f"{m}_axon_diam_mad_um"] = float(row["test_axon_diam_mad_um"])
         out[f"{m}_myelin_thickness_mad_um"] = float(row["test_myelin_thickness_mad_um"])
         out[f"{m}_n_compared_axons"] = int(row["test_n_compared"])
         out[f"{m}_init"] = c.chosen
+        out[f"{m}_train_on"] = str(row["train_on"])
         out[f"{m}_pixel_size_um"] = tasks[m].pixel_size_um
-        out[f"{m}_n_train_images"] = len(tasks[m].train)
+        out[f"{m}_n_train_images"] = len(tasks[m].train) + (
+            len(tasks[m].val) if row["train_on"] == "train+val" else 0)
         out[f"{m}_n_test_images"] = int(row["test_n_images"])
-        for init in c.table["init"]:
-            other = c.table[c.table["init"] == init].iloc[0]
-            out[f"{m}_{init}_test_dice_mean"] = float(other["test_dice_mean"])
+        only = table[table["train_on"] == "train"]
+        for _, other in only.iterrows():
+            out[f"{m}_{other['init']}_test_dice_mean"] = float(other["test_dice_mean"])
+        if c.final != c.chosen:
+            before = only[only["init"] == c.chosen].iloc[0]
+            for name in names:
+                out[f"{m}_train_only_dice_{name}"] = float(before[f"test_dice_{name}"])
+            out[f"{m}_train_only_gratio_mad"] = float(before["test_gratio_mad"])
     if "sem_dice_axon" in out:
         out["sem_targets_met"] = bool(
             out["sem_dice_axon"] >= TARGETS["sem_dice_axon"]

@@ -191,6 +191,8 @@ def _axon_claims(metrics) -> list[Claim]:
     sem = {k: _num(h, f"sem_{k}") for k in ("dice_axon", "dice_myelin", "gratio_mad")}
     measured = (f"SEM test: Dice axon {_fmt(sem['dice_axon'])}, myelin "
                 f"{_fmt(sem['dice_myelin'])}, g-ratio difference {_fmt(sem['gratio_mad'])}")
+    if h.get("sem_train_on") == "train+val":
+        measured += " (refitted on training + validation images)"
     if "tem_dice_axon" in h:
         measured += (f"; TEM test: Dice axon {_fmt(_num(h, 'tem_dice_axon'))}, myelin "
                      f"{_fmt(_num(h, 'tem_dice_myelin'))}, unmyelinated axon "
@@ -335,7 +337,8 @@ def timing_figure(metrics: Mapping[str, object], devices: list[str]):
 
 
 def axon_myelin_figure(comparison: pd.DataFrame):
-    """Test Dice per class, from scratch and from the nucleus model, SEM and TEM."""
+    """Test Dice per class, SEM and TEM: from scratch, from the nucleus model and, when there
+    is one, the chosen initialisation refitted on the training and validation images."""
     import matplotlib.pyplot as plt
 
     modalities = list(dict.fromkeys(comparison["modality"]))
@@ -345,10 +348,16 @@ def axon_myelin_figure(comparison: pd.DataFrame):
         classes = [c[len("test_dice_"):] for c in sub.columns
                    if c.startswith("test_dice_") and c != "test_dice_mean" and sub[c].notna().any()]
         x = np.arange(len(classes))
+        width = 0.8 / len(sub)
         for k, (_, row) in enumerate(sub.iterrows()):
-            label = row["init"] + (" (chosen on val)" if bool(row.get("chosen", False)) else "")
-            ax.bar(x + (k - 0.5) * 0.38, [row[f"test_dice_{c}"] for c in classes], width=0.38,
-                   label=label)
+            name = row.get("name", row["init"])
+            if row.get("train_on") == "train+val":
+                name = f"{row['init']} refit on train+val"
+            flags = [f for f, on in (("chosen on val", row.get("chosen", False)),
+                                     ("reported", row.get("final", False))) if bool(on)]
+            label = name + (f" ({', '.join(flags)})" if flags else "")
+            ax.bar(x + (k - (len(sub) - 1) / 2) * width, [row[f"test_dice_{c}"] for c in classes],
+                   width=width, label=label)
         if m == "sem":
             ax.plot([-0.4, 0.4], [0.80, 0.80], "k--", lw=1)
             ax.plot([0.6, 1.4], [0.85, 0.85], "k--", lw=1, label="target")

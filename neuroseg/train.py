@@ -3,7 +3,8 @@
 A training run lives in a model folder (see :mod:`neuroseg.models`):
 
 - ``config.json``, ``weights.pt``, ``env.json`` — the best model so far (lowest validation
-  loss; the last one when there is no validation set), loadable with
+  loss, or lowest training loss when there is no validation set), or with
+  ``TrainConfig(keep="last")`` the last epoch's, loadable with
   :func:`neuroseg.models.load_model`;
 - ``history.csv`` — one row per epoch (train loss, val loss, val IoU, lr, seconds);
 - ``checkpoints/last.pt`` and ``checkpoints/best.pt`` — model, optimiser and scheduler state
@@ -38,6 +39,7 @@ from .models import ModelError, save_model
 from .speed import channels_last_format
 
 PRECISIONS = ("auto", "fp32", "bf16")
+KEEP = ("best", "last")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,10 @@ class TrainConfig:
     ``"cosine"`` (decay to 1 % of ``lr`` over the run) or ``None``. ``precision`` is
     ``"auto"`` (bf16 autocast on CUDA when ``amp``, float32 on a CPU), ``"fp32"`` or
     ``"bf16"`` (autocast on any device); ``channels_last`` uses the channels-last memory
-    format for the model and its inputs.
+    format for the model and its inputs. ``keep`` is which weights the model folder holds at
+    the end: ``"best"`` (lowest validation loss, or training loss without validation data) or
+    ``"last"`` (the final epoch's: for a model refitted on all non-test data, whose epoch
+    count was chosen beforehand).
     """
 
     epochs: int = 20
@@ -72,8 +77,11 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     precision: str = "auto"
     channels_last: bool = False
+    keep: str = "best"
 
     def __post_init__(self):
+        if self.keep not in KEEP:
+            raise ValueError(f"unknown keep {self.keep!r} (one of {', '.join(KEEP)})")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r} (one of {', '.join(PRECISIONS)})")
         if self.loss not in ("bce", "dice", "bce+dice", "balanced_bce", "ce", "ce+dice"):
@@ -250,7 +258,7 @@ def _write_history(folder: Path, history: list[dict]) -> None:
         tmp.write_text(buf.getvalue())
 
 
-_ADDED_OPTIONS = {"precision": "auto", "channels_last": False}
+_ADDED_OPTIONS = {"precision": "auto", "channels_last": False, "keep": "best"}
 
 
 def _run_identity(model, config: TrainConfig, meta: dict) -> dict:
@@ -269,7 +277,7 @@ def _run_identity(model, config: TrainConfig, meta: dict) -> dict:
     return _location_free({
         "config": canon(cfg),
         "model": canon(getattr(model, "config", {})),
-        "meta": canon({k: v for k, v in meta.items() if k not in ("train_config", "best_epoch")}),
+        "meta": canon({k: v for k, v in meta.items() if k not in ("train_config", "best_epoch", "weights_epoch")}),
         "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
     })
 
@@ -490,6 +498,8 @@ def fit(
         meta["best_epoch"] = state.best_epoch
         if improved:
             _save_checkpoint(ckpt_dir / "best.pt", model, optimizer, scheduler, state, config, run)
+        if (improved and config.keep == "best") or config.keep == "last":
+            meta["weights_epoch"] = state.epoch
             save_model(model, folder, meta=meta, device=str(device))
         _save_checkpoint(last, model, optimizer, scheduler, state, config, run)
         _write_history(folder, state.history)
@@ -500,9 +510,9 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
     bar.close()
-    # leave the best weights in the model and the folder
+    # leave the kept weights (best, or last: already in the model) in the model and the folder
     best = ckpt_dir / "best.pt"
-    if best.exists():
+    if config.keep == "best" and best.exists():
         model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
     return list(state.history)
 

@@ -6,6 +6,7 @@ the AxonDeepSeg images; the last tests read the real data sets.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -192,6 +193,9 @@ def test_setting_key_names_every_field_and_rejects_unknown_options():
         am.AxonSetting(init="imagenet")
     with pytest.raises(ValueError, match="loss"):
         am.AxonSetting(loss="bce")
+    assert am.AxonSetting(init="scratch", epochs=3, train_on="train+val").key == a.key + "_trainval"
+    with pytest.raises(ValueError, match="train_on"):
+        am.AxonSetting(train_on="test")
 
 
 def test_task_needs_train_and_val(tmp_path):
@@ -223,6 +227,50 @@ def test_train_setting_writes_a_reusable_model_folder(tmp_path, init):
     # and the model segments an image at the data's pixel size
     out = am.segment(model, task.train[0].image, pixel_size=0.05, tile=64)
     assert out.shape == task.train[0].image.shape
+
+
+def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path, monkeypatch):
+    task = _task(tmp_path)
+    seen = {}
+    original = am.fit
+
+    def spy(model, train_data, val_data, **kw):
+        seen["n_train_images"], seen["val_data"] = len(train_data.images), val_data
+        seen["keep"] = kw["config"].keep
+        return original(model, train_data, val_data, **kw)
+
+    monkeypatch.setattr(am, "fit", spy)
+    plain = am.AxonSetting(init="scratch", epochs=2, batch_size=2)
+    am.train_setting(task, plain)
+    assert seen == {"n_train_images": 2, "val_data": seen["val_data"], "keep": "best"}
+    assert seen["val_data"] is not None
+    refit = dataclasses.replace(plain, train_on="train+val")
+    model, history = am.train_setting(task, refit)
+    assert seen == {"n_train_images": 3, "val_data": None, "keep": "last"}
+    meta = load_model(task.folder / refit.key).meta
+    assert meta["train_images"] == [s.id for s in task.train + task.val]
+    assert meta["training"]["val_images"] == []
+    assert meta["weights_epoch"] == 2 and history["val_loss"].isna().all()
+    # the train-only run's folder and identity are untouched by the option
+    assert "train_on" not in load_model(task.folder / plain.key).meta["setting"]
+
+
+def test_compare_chooses_on_validation_then_refits_the_chosen_init(tmp_path):
+    task = _task(tmp_path)
+    c = am.compare(task, [_sample(3)], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
+                   refit=True, tile=64, progress=False)
+    t = c.table
+    assert list(t["name"]) == ["scratch", "pretrained", f"{c.chosen}+val"]
+    assert list(t["train_on"]) == ["train", "train", "train+val"]
+    train_only = t[t["train_on"] == "train"]
+    assert c.chosen == train_only.loc[train_only["val_dice_mean"].idxmax(), "init"]
+    assert c.final == f"{c.chosen}+val" and t["final"].tolist() == [False, False, True]
+    assert t["chosen"].sum() == 1 and pd.isna(t["val_dice_mean"].iloc[2])
+    assert set(c.models) == set(c.test) == set(c.histories) == set(t["name"])
+    assert c.models[c.final].meta["training"]["val_images"] == []
+    plain = am.compare(task, [_sample(3)], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
+                       tile=64, progress=False)
+    assert plain.final == plain.chosen and len(plain.table) == 2
 
 
 def test_same_seed_same_weights(tmp_path):
@@ -302,14 +350,19 @@ def test_comparison_row_pools_axons_and_averages_images():
         am.comparison_row(pd.DataFrame(), pairs)
 
 
-def _comparison(modality, rows):
+def _comparison(modality, rows, *, refit=None):
     table = pd.DataFrame(rows)
-    chosen = str(am.choose(table)["init"])
-    return am.Comparison(modality, table, chosen, {}, {}, {})
+    chosen = str(am.choose(table[table["train_on"] == "train"])["init"])
+    if refit is not None:
+        table = pd.concat([table, pd.DataFrame([{**_row(chosen, float("nan"), refit),
+                                                 "train_on": "train+val", "name": f"{chosen}+val"}])])
+    final = chosen if refit is None else f"{chosen}+val"
+    return am.Comparison(modality, table, chosen, {}, {}, {}, final)
 
 
 def _row(init, val, test, *, gratio=0.03, uaxon=False):
-    row = {"init": init, "val_dice_mean": val, "test_dice_mean": test, "test_dice_myelin": test,
+    row = {"init": init, "name": init, "train_on": "train", "val_dice_mean": val,
+           "test_dice_mean": test, "test_dice_myelin": test,
            "test_dice_axon": test, "test_gratio_mad": gratio, "test_axon_diam_mad_um": 0.1,
            "test_myelin_thickness_mad_um": 0.05, "test_n_compared": 10, "test_n_images": 2}
     if uaxon:
@@ -332,6 +385,19 @@ def test_headline_reports_the_init_chosen_on_validation(tmp_path):
     assert head["sem_targets_met"] is True
     bad = _comparison("sem", [_row("scratch", 0.7, 0.95, gratio=0.06)])
     assert am.headline([bad], tasks)["sem_targets_met"] is False
+    assert "sem_train_only_dice_axon" not in head and head["sem_train_on"] == "train"
+    assert head["sem_n_train_images"] == 2
+
+
+def test_headline_reports_the_refit_and_what_it_was_before(tmp_path):
+    sem = _comparison("sem", [_row("scratch", 0.7, 0.84), _row("pretrained", 0.8, 0.83)], refit=0.9)
+    assert sem.final == "pretrained+val"
+    head = am.headline([sem], {"sem": _task(tmp_path)})
+    assert head["sem_init"] == "pretrained" and head["sem_train_on"] == "train+val"
+    assert head["sem_dice_axon"] == 0.9 and head["sem_train_only_dice_axon"] == 0.83
+    assert head["sem_n_train_images"] == 3
+    # the per-init means are of the train-only runs
+    assert head["sem_pretrained_test_dice_mean"] == 0.83 and head["sem_scratch_test_dice_mean"] == 0.84
 
 
 def test_pixel_size_sensitivity_records_the_warning():

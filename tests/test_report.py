@@ -130,6 +130,25 @@ def test_figures_draw():
         plt.close(f)
 
 
+def test_axon_myelin_figure_shows_the_refit_beside_the_inits():
+    import matplotlib.pyplot as plt
+
+    comparison = pd.DataFrame({
+        "modality": ["sem"] * 3, "init": ["scratch", "pretrained", "scratch"],
+        "name": ["scratch", "pretrained", "scratch+val"], "train_on": ["train", "train", "train+val"],
+        "chosen": [True, False, False], "final": [False, False, True],
+        "test_dice_myelin": [0.8, 0.78, 0.81], "test_dice_axon": [0.82, 0.8, 0.84],
+    })
+    fig = report.axon_myelin_figure(comparison)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts() if t.get_text() != "target"]
+    assert labels == ["scratch (chosen on val)", "pretrained",
+                          "scratch refit on train+val (reported)"]
+    heights = sorted(round(p.get_height(), 2) for p in ax.patches)
+    assert heights == [0.78, 0.8, 0.8, 0.81, 0.82, 0.84]
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("bad", [None, float("nan")])
 def test_format_of_missing_numbers(bad):
     assert report._fmt(bad) == "—"

@@ -1,5 +1,7 @@
 """Training loop: determinism, resume after an interruption, checkpoints, freezing."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,6 +145,8 @@ def test_config_validation():
         train.TrainConfig(optimizer="lbfgs")
     with pytest.raises(ValueError, match="precision"):
         train.TrainConfig(precision="fp16")
+    with pytest.raises(ValueError, match="keep"):
+        train.TrainConfig(keep="first")
 
 
 def test_bf16_channels_last_training_on_cpu(tmp_path, monkeypatch):
@@ -186,6 +190,37 @@ def test_new_options_at_their_default_keep_a_recorded_run(tmp_path):
     _fit(tmp_path / "m", epochs=1)
     with pytest.raises(models.ModelError, match="different run"):
         _fit(tmp_path / "m", epochs=1, options={"channels_last": True})
+
+
+def test_keep_last_leaves_the_final_epoch_in_the_folder(tmp_path):
+    """A refit keeps its last epoch, whatever the monitored loss did; the default keeps the
+    best one. Both are resumable and skipped once finished."""
+    model = models.build_unet(TINY, seed=0)
+    tr, _ = _datasets(0)
+    # lr so large (and constant) that the last of 4 epochs is not the lowest training loss
+    config = train.TrainConfig(epochs=4, batch_size=4, lr=1.0, schedule=None, seed=0, device="cpu",
+                               keep="last")
+    history = train.fit(model, tr, None, config=config, folder=tmp_path / "last", progress=False)
+    losses = [row["train_loss"] for row in history]
+    assert int(np.argmin(losses)) + 1 != len(losses), losses
+    loaded = models.load_model(tmp_path / "last")
+    assert loaded.meta["weights_epoch"] == 4
+    assert loaded.meta["best_epoch"] == int(np.argmin(losses)) + 1
+    assert _same_state(loaded.state_dict(), _state(tmp_path / "last", "last.pt"))
+    assert _same_state(model.state_dict(), loaded.state_dict())
+    assert not _same_state(loaded.state_dict(), _state(tmp_path / "last", "best.pt"))
+    # the same run with keep="best" holds the best epoch; the option is part of the identity
+    best = models.build_unet(TINY, seed=0)
+    train.fit(best, tr, None, config=dataclasses.replace(config, keep="best"), folder=tmp_path / "best",
+              progress=False)
+    assert models.load_model(tmp_path / "best").meta["weights_epoch"] == int(np.argmin(losses)) + 1
+    with pytest.raises(models.ModelError, match="different run"):
+        train.fit(models.build_unet(TINY, seed=0), tr, None, config=config, folder=tmp_path / "best",
+                  progress=False)
+    # a finished keep="last" run returns at once, the last weights in the model
+    again = models.build_unet(TINY, seed=1)
+    assert len(train.fit(again, tr, None, config=config, folder=tmp_path / "last", progress=False)) == 4
+    assert _same_state(again.state_dict(), loaded.state_dict())
 
 
 def test_dataset_too_small_for_a_batch(tmp_path):
