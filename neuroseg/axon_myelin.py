@@ -288,13 +288,18 @@ class AxonSetting:
             key += f"_{self.precision}"
         if self.channels_last:
             key += "_cl"
-        if self.train_on == "train+val":
+        if self.refit:
             key += "_trainval"
         return key
 
+    @property
+    def refit(self) -> bool:
+        """Whether this run is the refit on the training and validation images."""
+        return self.train_on == "train+val"
+
 
 def _model_meta(task: AxonTask, setting: AxonSetting) -> dict:
-    refit = setting.train_on == "train+val"
+    refit = setting.refit
     return {
         "target": "classes",
         "task": f"axon_myelin_{task.modality}",
@@ -337,7 +342,7 @@ def train_setting(
     (``task.elastic``), random zoom (``task.scale_range``) and intensity changes. A finished run with the same data, set-up and
     source weights is not repeated.
     """
-    refit = setting.train_on == "train+val"
+    refit = setting.refit
     train_samples = list(task.train) + (list(task.val) if refit else [])
     val_samples = [] if refit else list(task.val)
     pairs = [network_pair(s, task.pixel_size_um) for s in train_samples]
