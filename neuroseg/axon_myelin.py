@@ -253,6 +253,10 @@ class AxonSetting:
     validation loss. ``train_on="train+val"`` is the refit once the choices are made on
     validation: it trains on the training and validation images together, has nothing left
     to validate on, and keeps the last epoch.
+
+    ``features`` is the number of features of the network's first level (doubling at each
+    level below). ``None`` takes the nucleus model's architecture, so that the two
+    initialisations are the same network; another width is only possible from scratch.
     """
 
     init: str = "pretrained"
@@ -265,8 +269,17 @@ class AxonSetting:
     precision: str = "auto"
     channels_last: bool = False
     train_on: str = "train"
+    features: int | None = None
 
     def __post_init__(self):
+        if self.features is not None:
+            if isinstance(self.features, bool) or not isinstance(self.features, int) or self.features < 1:
+                raise ValueError(f"features must be a positive integer or None; got {self.features!r}")
+            if self.init != "scratch":
+                raise ValueError(
+                    f"features={self.features} needs init='scratch': the pretrained network has "
+                    "the nucleus model's width"
+                )
         if self.train_on not in TRAIN_ON:
             raise ValueError(f"train_on must be one of {TRAIN_ON}; got {self.train_on!r}")
         if self.init not in ("scratch", "pretrained"):
@@ -288,9 +301,18 @@ class AxonSetting:
             key += f"_{self.precision}"
         if self.channels_last:
             key += "_cl"
+        if self.features is not None:
+            key += f"_w{self.features}"
         if self.refit:
             key += "_trainval"
         return key
+
+    @property
+    def name(self) -> str:
+        """Short name in tables and figures: the initialisation, ``-w<features>`` for a
+        width other than the nucleus model's, ``+val`` for the refit."""
+        width = "" if self.features is None else f"-w{self.features}"
+        return f"{self.init}{width}" + ("+val" if self.refit else "")
 
     @property
     def refit(self) -> bool:
@@ -325,6 +347,8 @@ def _build(task: AxonTask, setting: AxonSetting) -> UNet:
     if setting.init == "scratch":
         config = dict(load_model(task.pretrained).config)
         config["out_channels"] = k
+        if setting.features is not None:
+            config["base_features"] = setting.features
         return transfer.from_scratch(config, seed=setting.seed)
     return transfer.from_pretrained(task.pretrained, out_channels=k, layers="all", seed=setting.seed)
 
@@ -365,8 +389,11 @@ def train_setting(
     )
     model = _build(task, setting)
     setting_record = dataclasses.asdict(setting)
-    if not refit:  # runs recorded before the option existed keep their identity
+    # runs recorded before these options existed keep their identity
+    if not refit:
         setting_record.pop("train_on")
+    if setting.features is None:
+        setting_record.pop("features")
     meta = {**_model_meta(task, setting), "transfer": model.meta["transfer"], "setting": setting_record}
     config = TrainConfig(
         epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr,
@@ -582,13 +609,14 @@ def data_table(task: AxonTask, test: Sequence[data.Sample]) -> pd.DataFrame:
 class Comparison:
     """The result of :func:`compare` for one modality.
 
-    ``table`` has one row per trained model (validation and test scores, training time):
-    one per initialisation, trained on the training images, plus with ``refit`` the chosen
-    one trained again on the training and validation images (``train_on="train+val"``, no
-    validation scores). ``chosen`` is the initialisation with the best mean validation Dice;
-    ``final`` is the name of the reported model: ``chosen``, or ``"<chosen>+val"`` for the
-    refit. ``histories``, ``models`` and ``test`` (name -> (per_image, pairs, predictions) of
-    :func:`evaluate`) hold the rest, by the same names.
+    ``table`` has one row per trained model (validation and test scores, training time),
+    named by :attr:`AxonSetting.name`: one per initialisation and extra width, trained on the
+    training images, plus with ``refit`` the chosen one trained again on the training and
+    validation images (``train_on="train+val"``, no validation scores). ``chosen`` is the
+    name of the candidate with the best mean validation Dice; ``final`` is the name of the
+    reported model: ``chosen``, or ``"<chosen>+val"`` for the refit. ``histories``,
+    ``models`` and ``test`` (name -> (per_image, pairs, predictions) of :func:`evaluate`)
+    hold the rest, by the same names.
     """
 
     modality: str
@@ -609,6 +637,7 @@ def compare(
     test: Sequence[data.Sample],
     *,
     inits: Sequence[str] = ("scratch", "pretrained"),
+    scratch_widths: Sequence[int] = (),
     epochs: int,
     batch_size: int,
     lr: float,
@@ -621,25 +650,31 @@ def compare(
     tile: int | None = 256,
     progress: bool = True,
 ) -> Comparison:
-    """Train one setting per initialisation, score each on the validation and test images,
-    and choose by mean validation Dice over the non-background classes.
+    """Train one setting per candidate, score each on the validation and test images, and
+    choose by mean validation Dice over the non-background classes.
 
-    With ``refit``, the chosen initialisation is then trained once more, on the training and
-    validation images together for the same number of epochs (keeping the last), and that
-    model is the one reported (:attr:`Comparison.final`): the validation image has done its
-    job of choosing and becomes more training data.
+    The candidates are one network per initialisation in ``inits`` (the nucleus model's
+    architecture) and one from-scratch network per width in ``scratch_widths``
+    (:attr:`AxonSetting.features`). With ``refit``, the chosen candidate is then trained once
+    more, on the training and validation images together for the same number of epochs
+    (keeping the last), and that model is the one reported (:attr:`Comparison.final`): the
+    validation image has done its job of choosing and becomes more training data.
     """
     rows, histories, models, tests = [], {}, {}, {}
+    common = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                  loss=loss, seed=seed, precision=precision, channels_last=channels_last)
+    candidates = [AxonSetting(init=init, **common) for init in inits]
+    candidates += [AxonSetting(init="scratch", features=int(w), **common) for w in scratch_widths]
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        raise ValueError(f"candidates must differ; got {names}")
 
-    def run(init: str, train_on: str) -> None:
-        setting = AxonSetting(init=init, epochs=epochs, batch_size=batch_size, lr=lr,
-                              weight_decay=weight_decay, loss=loss, seed=seed,
-                              precision=precision, channels_last=channels_last, train_on=train_on)
+    def run(setting: AxonSetting) -> None:
         model, history = train_setting(task, setting, progress=progress)
         per_image, pairs, preds = evaluate(model, test, tile=tile, progress=progress)
         tst = comparison_row(per_image, pairs)
         dice_cols = [c for c in tst if c.startswith("dice_")]
-        if train_on == "train":
+        if not setting.refit:
             val = comparison_row(*evaluate(model, task.val, tile=tile)[:2])
             val_scores = {
                 **{f"val_{k}": v for k, v in val.items()},
@@ -647,12 +682,12 @@ def compare(
             }
         else:  # the validation images are training images now
             val_scores = {}
-        name = init if train_on == "train" else f"{init}+val"
         rows.append({
             "modality": task.modality,
-            "init": init,
-            "train_on": train_on,
-            "name": name,
+            "init": setting.init,
+            "base_features": int(model.config["base_features"]),
+            "train_on": setting.train_on,
+            "name": setting.name,
             "setting": setting.key,
             "best_epoch": int(model.meta.get("best_epoch", len(history))),
             "weights_epoch": int(model.meta.get("weights_epoch", model.meta.get("best_epoch", len(history)))),
@@ -661,16 +696,19 @@ def compare(
             **{f"test_{k}": v for k, v in tst.items()},
             "test_dice_mean": float(np.mean([tst[c] for c in dice_cols])),
         })
-        histories[name], models[name], tests[name] = history, model, (per_image, pairs, preds)
+        histories[setting.name], models[setting.name], tests[setting.name] = history, model, (per_image, pairs, preds)
 
-    for init in inits:
-        run(init, "train")
-    chosen = str(choose(pd.DataFrame(rows))["init"])
+    for setting in candidates:
+        run(setting)
+    chosen = str(choose(pd.DataFrame(rows))["name"])
+    final = chosen
     if refit:
-        run(chosen, "train+val")
+        best = candidates[names.index(chosen)]
+        best = dataclasses.replace(best, train_on="train+val")
+        run(best)
+        final = best.name
     table = pd.DataFrame(rows)
-    final = f"{chosen}+val" if refit else chosen
-    table = table.assign(chosen=(table["init"] == chosen) & (table["train_on"] == "train"),
+    table = table.assign(chosen=(table["name"] == chosen) & (table["train_on"] == "train"),
                          final=table["name"] == final)
     return Comparison(task.modality, table, chosen, histories, models, tests, final)
 
@@ -737,7 +775,8 @@ def headline(comparisons: Sequence[Comparison], tasks: dict[str, AxonTask]) -> d
         out[f"{m}_axon_diam_mad_um"] = float(row["test_axon_diam_mad_um"])
         out[f"{m}_myelin_thickness_mad_um"] = float(row["test_myelin_thickness_mad_um"])
         out[f"{m}_n_compared_axons"] = int(row["test_n_compared"])
-        out[f"{m}_init"] = c.chosen
+        out[f"{m}_init"] = str(row["init"])
+        out[f"{m}_base_features"] = int(row["base_features"])
         out[f"{m}_train_on"] = str(row["train_on"])
         out[f"{m}_pixel_size_um"] = tasks[m].pixel_size_um
         out[f"{m}_n_train_images"] = len(tasks[m].train) + (
@@ -745,9 +784,10 @@ def headline(comparisons: Sequence[Comparison], tasks: dict[str, AxonTask]) -> d
         out[f"{m}_n_test_images"] = int(row["test_n_images"])
         only = table[table["train_on"] == "train"]
         for _, other in only.iterrows():
-            out[f"{m}_{other['init']}_test_dice_mean"] = float(other["test_dice_mean"])
+            key = str(other["name"]).replace("-", "_")
+            out[f"{m}_{key}_test_dice_mean"] = float(other["test_dice_mean"])
         if c.final != c.chosen:
-            before = only[only["init"] == c.chosen].iloc[0]
+            before = only[only["name"] == c.chosen].iloc[0]
             for name in names:
                 out[f"{m}_train_only_dice_{name}"] = float(before[f"test_dice_{name}"])
             out[f"{m}_train_only_gratio_mad"] = float(before["test_gratio_mad"])

@@ -337,8 +337,9 @@ def timing_figure(metrics: Mapping[str, object], devices: list[str]):
 
 
 def axon_myelin_figure(comparison: pd.DataFrame):
-    """Test Dice per class, SEM and TEM: from scratch, from the nucleus model and, when there
-    is one, the chosen initialisation refitted on the training and validation images."""
+    """Test Dice per class, SEM and TEM: one bar per model of the comparison (from scratch,
+    from the nucleus model, wider networks from scratch and, when there is one, the chosen
+    candidate refitted on the training and validation images)."""
     import matplotlib.pyplot as plt
 
     modalities = list(dict.fromkeys(comparison["modality"]))
@@ -352,7 +353,7 @@ def axon_myelin_figure(comparison: pd.DataFrame):
         for k, (_, row) in enumerate(sub.iterrows()):
             name = row.get("name", row["init"])
             if row.get("train_on") == "train+val":
-                name = f"{row['init']} refit on train+val"
+                name = f"{str(name).removesuffix('+val')} refit on train+val"
             flags = [f for f, on in (("chosen on val", row.get("chosen", False)),
                                      ("reported", row.get("final", False))) if bool(on)]
             label = name + (f" ({', '.join(flags)})" if flags else "")

@@ -198,6 +198,20 @@ def test_setting_key_names_every_field_and_rejects_unknown_options():
         am.AxonSetting(train_on="test")
 
 
+def test_setting_width_is_named_and_only_from_scratch():
+    plain = am.AxonSetting(init="scratch", epochs=3)
+    wide = am.AxonSetting(init="scratch", epochs=3, features=32)
+    assert wide.key == plain.key + "_w32" and wide.name == "scratch-w32"
+    assert plain.name == "scratch" and am.AxonSetting(init="pretrained").name == "pretrained"
+    refit = am.AxonSetting(init="scratch", epochs=3, features=32, train_on="train+val")
+    assert refit.key == plain.key + "_w32_trainval" and refit.name == "scratch-w32+val"
+    with pytest.raises(ValueError, match="needs init='scratch'"):
+        am.AxonSetting(init="pretrained", features=32)
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match="features"):
+            am.AxonSetting(init="scratch", features=bad)
+
+
 def test_task_needs_train_and_val(tmp_path):
     task = _task(tmp_path)
     with pytest.raises(ValueError, match="training and validation"):
@@ -255,15 +269,29 @@ def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path, monkey
     assert "train_on" not in load_model(task.folder / plain.key).meta["setting"]
 
 
+def test_a_wider_scratch_network_has_the_width_and_a_recorded_setting(tmp_path):
+    task = _task(tmp_path)
+    plain = am.AxonSetting(init="scratch", epochs=1, batch_size=2)
+    wide = dataclasses.replace(plain, features=6)
+    model, _ = am.train_setting(task, wide)
+    assert model.config["base_features"] == 6
+    assert load_model(task.folder / wide.key).meta["setting"]["features"] == 6
+    model, _ = am.train_setting(task, plain)
+    assert model.config["base_features"] == 4  # the nucleus model's
+    # runs at the nucleus model's width keep the identity they had before the option
+    assert "features" not in load_model(task.folder / plain.key).meta["setting"]
+
+
 def test_compare_chooses_on_validation_then_refits_the_chosen_init(tmp_path):
     task = _task(tmp_path)
     c = am.compare(task, [_sample(3)], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
                    refit=True, tile=64, progress=False)
     t = c.table
     assert list(t["name"]) == ["scratch", "pretrained", f"{c.chosen}+val"]
+    assert list(t["base_features"]) == [4, 4, 4]
     assert list(t["train_on"]) == ["train", "train", "train+val"]
     train_only = t[t["train_on"] == "train"]
-    assert c.chosen == train_only.loc[train_only["val_dice_mean"].idxmax(), "init"]
+    assert c.chosen == train_only.loc[train_only["val_dice_mean"].idxmax(), "name"]
     assert c.final == f"{c.chosen}+val" and t["final"].tolist() == [False, False, True]
     assert t["chosen"].sum() == 1 and pd.isna(t["val_dice_mean"].iloc[2])
     assert set(c.models) == set(c.test) == set(c.histories) == set(t["name"])
@@ -271,6 +299,32 @@ def test_compare_chooses_on_validation_then_refits_the_chosen_init(tmp_path):
     plain = am.compare(task, [_sample(3)], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
                        tile=64, progress=False)
     assert plain.final == plain.chosen and len(plain.table) == 2
+
+
+def test_compare_can_add_wider_scratch_networks_to_the_candidates(tmp_path, monkeypatch):
+    task = _task(tmp_path)
+    scores = {"scratch": 0.5, "pretrained": 0.6, "scratch-w6": 0.7}  # validation Dice by name
+
+    def fake_evaluate(model, samples, *, tile=256, progress=False):
+        per_image, pairs, preds = original(model, samples, tile=tile)
+        if samples is task.val:
+            name = am.AxonSetting(**{k: v for k, v in model.meta["setting"].items()}).name
+            per_image = per_image.assign(dice_myelin=scores[name], dice_axon=scores[name])
+        return per_image, pairs, preds
+
+    original = am.evaluate
+    monkeypatch.setattr(am, "evaluate", fake_evaluate)
+    c = am.compare(task, [_sample(3)], scratch_widths=[6], epochs=1, batch_size=2, lr=1e-3,
+                   weight_decay=0.0, refit=True, tile=64, progress=False)
+    t = c.table
+    assert list(t["name"]) == ["scratch", "pretrained", "scratch-w6", "scratch-w6+val"]
+    assert list(t["base_features"]) == [4, 4, 6, 6]
+    assert c.chosen == "scratch-w6" and c.final == "scratch-w6+val"
+    assert t["chosen"].tolist() == [False, False, True, False]
+    assert c.models[c.final].config["base_features"] == 6
+    with pytest.raises(ValueError, match="candidates must differ"):
+        am.compare(task, [_sample(3)], inits=["scratch", "scratch"], epochs=1, batch_size=2,
+                   lr=1e-3, weight_decay=0.0, tile=64, progress=False)
 
 
 def test_same_seed_same_weights(tmp_path):
@@ -352,16 +406,20 @@ def test_comparison_row_pools_axons_and_averages_images():
 
 def _comparison(modality, rows, *, refit=None):
     table = pd.DataFrame(rows)
-    chosen = str(am.choose(table[table["train_on"] == "train"])["init"])
+    best = am.choose(table[table["train_on"] == "train"])
+    chosen = str(best["name"])
     if refit is not None:
-        table = pd.concat([table, pd.DataFrame([{**_row(chosen, float("nan"), refit),
+        table = pd.concat([table, pd.DataFrame([{**_row(best["init"], float("nan"), refit),
+                                                 "base_features": best["base_features"],
                                                  "train_on": "train+val", "name": f"{chosen}+val"}])])
     final = chosen if refit is None else f"{chosen}+val"
     return am.Comparison(modality, table, chosen, {}, {}, {}, final)
 
 
-def _row(init, val, test, *, gratio=0.03, uaxon=False):
-    row = {"init": init, "name": init, "train_on": "train", "val_dice_mean": val,
+def _row(init, val, test, *, gratio=0.03, uaxon=False, features=None):
+    name = init if features is None else f"{init}-w{features}"
+    row = {"init": init, "name": name, "base_features": features or 16, "train_on": "train",
+           "val_dice_mean": val,
            "test_dice_mean": test, "test_dice_myelin": test,
            "test_dice_axon": test, "test_gratio_mad": gratio, "test_axon_diam_mad_um": 0.1,
            "test_myelin_thickness_mad_um": 0.05, "test_n_compared": 10, "test_n_images": 2}
@@ -398,6 +456,18 @@ def test_headline_reports_the_refit_and_what_it_was_before(tmp_path):
     assert head["sem_n_train_images"] == 3
     # the per-init means are of the train-only runs
     assert head["sem_pretrained_test_dice_mean"] == 0.83 and head["sem_scratch_test_dice_mean"] == 0.84
+    assert head["sem_base_features"] == 16
+
+
+def test_headline_of_a_wider_network_chosen_on_validation(tmp_path):
+    sem = _comparison("sem", [_row("scratch", 0.7, 0.84), _row("pretrained", 0.8, 0.83),
+                              _row("scratch", 0.85, 0.82, features=32)], refit=0.9)
+    assert sem.chosen == "scratch-w32" and sem.final == "scratch-w32+val"
+    head = am.headline([sem], {"sem": _task(tmp_path)})
+    assert head["sem_init"] == "scratch" and head["sem_base_features"] == 32
+    assert head["sem_train_only_dice_axon"] == 0.82 and head["sem_dice_axon"] == 0.9
+    assert head["sem_scratch_w32_test_dice_mean"] == 0.82
+    assert head["sem_scratch_test_dice_mean"] == 0.84
 
 
 def test_pixel_size_sensitivity_records_the_warning():
