@@ -703,8 +703,7 @@ def compare(
     chosen = str(choose(pd.DataFrame(rows))["name"])
     final = chosen
     if refit:
-        best = candidates[names.index(chosen)]
-        best = dataclasses.replace(best, train_on="train+val")
+        best = dataclasses.replace(candidates[names.index(chosen)], train_on="train+val")
         run(best)
         final = best.name
     table = pd.DataFrame(rows)
