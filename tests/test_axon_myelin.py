@@ -308,7 +308,7 @@ def test_compare_can_add_wider_scratch_networks_to_the_candidates(tmp_path, monk
     def fake_evaluate(model, samples, *, tile=256, progress=False):
         per_image, pairs, preds = original(model, samples, tile=tile)
         if samples is task.val:
-            name = am.AxonSetting(**{k: v for k, v in model.meta["setting"].items()}).name
+            name = am.AxonSetting(**model.meta["setting"]).name
             per_image = per_image.assign(dice_myelin=scores[name], dice_axon=scores[name])
         return per_image, pairs, preds
 
