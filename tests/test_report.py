@@ -48,6 +48,7 @@ def test_verdicts_follow_the_numbers():
     # CPU first: 3x faster but worse accuracy; H100: 2.5x faster at CREMI within 5 %
     assert _verdict(items, "Know Your Neighbour") == ["partly reproduced", "reproduced"]
     assert _verdict(items, "AxonDeepSeg") == ["reproduced"]
+    assert not any("missed" in c.measured for c in items if c.source == "AxonDeepSeg")
     assert _verdict(items, "WEBKNOSSOS") == ["not measured"]
 
     worse = report.claims(_metrics(**{
@@ -56,6 +57,15 @@ def test_verdicts_follow_the_numbers():
     }))
     assert _verdict(worse, "SomaNet") == ["not reproduced"]
     assert _verdict(worse, "AxonDeepSeg") == ["partly reproduced"]
+    (c,) = [c for c in worse if c.source == "AxonDeepSeg"]
+    assert "targets missed: Dice axon 0.7000 (target >= 0.85), g-ratio difference 0.0900" in c.measured
+    assert "Dice myelin 0.8200" not in c.measured
+    # just under a target: shown to four digits, so that 0.850 is not read as met
+    under = report.claims(_metrics(**{
+        "50_axon_myelin": {"sem_dice_axon": 0.84962, "sem_dice_myelin": 0.82, "sem_gratio_mad": 0.03}}))
+    (c,) = [c for c in under if c.source == "AxonDeepSeg"]
+    assert c.verdict == "partly reproduced"
+    assert c.measured.endswith("SEM targets missed: Dice axon 0.8496 (target >= 0.85)")
     # JSON null (no axon compared): shown as a dash, and it fails its target
     nothing = report.claims({"50_axon_myelin": {"sem_dice_axon": 0.9, "sem_dice_myelin": 0.9,
                                                 "sem_gratio_mad": None}})
