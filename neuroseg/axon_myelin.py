@@ -529,8 +529,8 @@ def evaluate(
     per_image : DataFrame
         One row per image: ``image``, ``pixel_size_um``, ``dice_<class>`` for each
         non-background class, the axon counts (``n_true``, ``n_pred``, ``n_matched``,
-        ``n_compared``), ``gratio_mad``, ``axon_diam_mad_um``, ``myelin_thickness_mad_um`` and
-        the mean g-ratio of the manual and predicted measured fibres.
+        ``n_compared``), ``gratio_mad``, ``axon_diam_mad_um``, ``myelin_thickness_mad_um``,
+        ``gratio_bias`` and the mean g-ratio of the manual and predicted measured fibres.
     pairs : DataFrame
         The matched axons of all images (:func:`neuroseg.morphometrics.matched_morphometrics`)
         with an ``image`` column.
@@ -756,7 +756,7 @@ def headline(comparisons: Sequence[Comparison], tasks: dict[str, AxonTask]) -> d
 
     Per modality, of the reported model (:attr:`Comparison.final`): the test Dice of each
     class (``sem_dice_axon``, ``tem_dice_uaxon``...), the g-ratio and axon diameter
-    differences to the manual masks, the initialisation chosen on validation, what it was
+    differences to the manual masks (and ``<m>_gratio_bias``, the signed g-ratio shift), the initialisation chosen on validation, what it was
     trained on and how many images that is; the mean test Dice of each initialisation
     trained on the training images only (``sem_scratch_test_dice_mean``...) and, when the
     reported model is a refit, the chosen one's numbers before the refit
@@ -771,6 +771,7 @@ def headline(comparisons: Sequence[Comparison], tasks: dict[str, AxonTask]) -> d
         for name in names:
             out[f"{m}_dice_{name}"] = float(row[f"test_dice_{name}"])
         out[f"{m}_gratio_mad"] = float(row["test_gratio_mad"])
+        out[f"{m}_gratio_bias"] = float(row["test_gratio_bias"])
         out[f"{m}_axon_diam_mad_um"] = float(row["test_axon_diam_mad_um"])
         out[f"{m}_myelin_thickness_mad_um"] = float(row["test_myelin_thickness_mad_um"])
         out[f"{m}_n_compared_axons"] = int(row["test_n_compared"])

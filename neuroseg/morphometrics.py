@@ -639,7 +639,8 @@ def morphometrics_agreement(
     dict
         ``n_true``, ``n_pred`` (axons), ``n_matched`` (pairs), ``n_compared``, and over the
         compared pairs the mean absolute differences ``gratio_mad``, ``axon_diam_mad_um``
-        and ``myelin_thickness_mad_um`` (NaN when nothing is compared).
+        and ``myelin_thickness_mad_um`` and the mean signed g-ratio difference
+        ``gratio_bias`` (NaN when nothing is compared).
 
     Examples
     --------
@@ -667,17 +668,19 @@ def pair_differences(pairs: pd.DataFrame) -> dict:
     Returns
     -------
     dict
-        ``n_compared``, ``gratio_mad``, ``axon_diam_mad_um``, ``myelin_thickness_mad_um``
-        (NaN when nothing is compared).
+        ``n_compared``, ``gratio_mad``, ``axon_diam_mad_um``, ``myelin_thickness_mad_um``,
+        and ``gratio_bias``, the mean of predicted minus manual g-ratio: the part of
+        ``gratio_mad`` that is a systematic shift (NaN when nothing is compared).
 
     Examples
     --------
-    >>> pairs = pd.DataFrame({"compared": [True, False], "gratio_true": [0.6, 0.5],
-    ...     "gratio_pred": [0.7, 0.9], "axon_diam_um_true": [2.0, 1.0],
-    ...     "axon_diam_um_pred": [2.5, 1.0], "myelin_thickness_um_true": [0.5, 0.5],
-    ...     "myelin_thickness_um_pred": [0.5, 0.1]})
-    >>> {k: round(v, 3) for k, v in pair_differences(pairs).items()}
-    {'n_compared': 1, 'gratio_mad': 0.1, 'axon_diam_mad_um': 0.5, 'myelin_thickness_mad_um': 0.0}
+    >>> pairs = pd.DataFrame({"compared": [True, True, False], "gratio_true": [0.6, 0.5, 0.5],
+    ...     "gratio_pred": [0.7, 0.45, 0.9], "axon_diam_um_true": [2.0, 1.0, 1.0],
+    ...     "axon_diam_um_pred": [2.5, 1.0, 1.0], "myelin_thickness_um_true": [0.5, 0.5, 0.5],
+    ...     "myelin_thickness_um_pred": [0.5, 0.5, 0.1]})
+    >>> d = {k: round(v, 3) for k, v in pair_differences(pairs).items()}
+    >>> d["n_compared"], d["gratio_mad"], d["gratio_bias"], d["axon_diam_mad_um"]
+    (2, 0.075, 0.025, 0.25)
     """
     if "compared" not in pairs.columns:
         raise ValueError("pairs lacks the column 'compared' (use matched_morphometrics)")
@@ -693,4 +696,5 @@ def pair_differences(pairs: pd.DataFrame) -> dict:
         "gratio_mad": mad("gratio"),
         "axon_diam_mad_um": mad("axon_diam_um"),
         "myelin_thickness_mad_um": mad("myelin_thickness_um"),
+        "gratio_bias": float(np.mean(sel["gratio_pred"] - sel["gratio_true"])) if len(sel) else math.nan,
     }

@@ -421,7 +421,8 @@ def _row(init, val, test, *, gratio=0.03, uaxon=False, features=None):
     row = {"init": init, "name": name, "base_features": features or 16, "train_on": "train",
            "val_dice_mean": val,
            "test_dice_mean": test, "test_dice_myelin": test,
-           "test_dice_axon": test, "test_gratio_mad": gratio, "test_axon_diam_mad_um": 0.1,
+           "test_dice_axon": test, "test_gratio_mad": gratio, "test_gratio_bias": -gratio / 2,
+           "test_axon_diam_mad_um": 0.1,
            "test_myelin_thickness_mad_um": 0.05, "test_n_compared": 10, "test_n_images": 2}
     if uaxon:
         row["test_dice_uaxon"] = test
@@ -437,6 +438,7 @@ def test_headline_reports_the_init_chosen_on_validation(tmp_path):
     assert head["sem_init"] == "pretrained" and head["sem_dice_axon"] == 0.86
     assert head["tem_init"] == "scratch" and head["tem_dice_uaxon"] == 0.5
     assert head["sem_scratch_test_dice_mean"] == 0.95
+    assert head["sem_gratio_bias"] == -0.015
     for key in ("sem_dice_axon", "sem_dice_myelin", "sem_gratio_mad", "tem_dice_axon",
                 "tem_dice_myelin", "tem_dice_uaxon", "tem_gratio_mad"):
         assert key in head

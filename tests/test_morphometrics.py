@@ -324,6 +324,11 @@ def test_agreement_dilated_prediction():
     assert a["axon_diam_mad_um"] == pytest.approx(2 * PX, abs=0.5 * PX)
     assert a["myelin_thickness_mad_um"] == pytest.approx(PX, abs=0.5 * PX)
     assert 0.01 < a["gratio_mad"] < 0.1
+    # every axon is too big, so the whole difference is a shift towards higher g-ratios
+    assert a["gratio_bias"] == pytest.approx(a["gratio_mad"])
+    eroded = ndimage.binary_erosion(axon)  # axons too small: the same shift, downwards
+    b = morphometrics_agreement(axon, myelin, eroded, myelin | (axon & ~eroded), pixel_size=PX)
+    assert b["n_compared"] == 4 and -0.1 < b["gratio_bias"] < -0.01
 
 
 def test_agreement_missing_and_extra_axons():
@@ -338,7 +343,7 @@ def test_agreement_nothing_to_compare():
     z = np.zeros((20, 20), bool)
     a = morphometrics_agreement(z, z, z, z, pixel_size=PX)
     assert (a["n_true"], a["n_pred"], a["n_matched"]) == (0, 0, 0)
-    assert np.isnan(a["gratio_mad"])
+    assert np.isnan(a["gratio_mad"]) and np.isnan(a["gratio_bias"])
 
 
 def test_match_axons_pairs_and_joins_measures():
