@@ -193,7 +193,7 @@ def _axon_claims(metrics) -> list[Claim]:
                 f"{_fmt(sem['dice_myelin'])}, g-ratio difference {_fmt(sem['gratio_mad'])}")
     bias = _num(h, "sem_gratio_bias")
     if not math.isnan(bias):
-        measured += f" (of which a shift of {bias:+.3f}: predicted minus manual)"
+        measured += f", mean g-ratio shift {bias:+.3f} (predicted minus manual)"
     if h.get("sem_train_on") == "train+val":
         measured += " (refitted on training + validation images)"
     if "tem_dice_axon" in h:

@@ -70,7 +70,7 @@ def test_verdicts_follow_the_numbers():
     shifted = report.claims(_metrics(**{"50_axon_myelin": {
         "sem_dice_axon": 0.9, "sem_dice_myelin": 0.9, "sem_gratio_mad": 0.07, "sem_gratio_bias": -0.061}}))
     (c,) = [c for c in shifted if c.source == "AxonDeepSeg"]
-    assert "g-ratio difference 0.070 (of which a shift of -0.061: predicted minus manual)" in c.measured
+    assert "g-ratio difference 0.070, mean g-ratio shift -0.061 (predicted minus manual)" in c.measured
     # JSON null (no axon compared): shown as a dash, and it fails its target
     nothing = report.claims({"50_axon_myelin": {"sem_dice_axon": 0.9, "sem_dice_myelin": 0.9,
                                                 "sem_gratio_mad": None}})
