@@ -756,8 +756,9 @@ def headline(comparisons: Sequence[Comparison], tasks: dict[str, AxonTask]) -> d
 
     Per modality, of the reported model (:attr:`Comparison.final`): the test Dice of each
     class (``sem_dice_axon``, ``tem_dice_uaxon``...), the g-ratio and axon diameter
-    differences to the manual masks (and ``<m>_gratio_bias``, the signed g-ratio shift), the initialisation chosen on validation, what it was
-    trained on and how many images that is; the mean test Dice of each initialisation
+    differences to the manual masks (with ``<m>_gratio_bias``, the signed g-ratio shift),
+    the initialisation chosen on validation, what it was trained on and how many images
+    that is; the mean test Dice of each initialisation
     trained on the training images only (``sem_scratch_test_dice_mean``...) and, when the
     reported model is a refit, the chosen one's numbers before the refit
     (``sem_train_only_dice_axon``...); and whether the SEM targets of :data:`TARGETS` are met.

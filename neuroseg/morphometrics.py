@@ -669,8 +669,9 @@ def pair_differences(pairs: pd.DataFrame) -> dict:
     -------
     dict
         ``n_compared``, ``gratio_mad``, ``axon_diam_mad_um``, ``myelin_thickness_mad_um``,
-        and ``gratio_bias``, the mean of predicted minus manual g-ratio: the part of
-        ``gratio_mad`` that is a systematic shift (NaN when nothing is compared).
+        and ``gratio_bias``, the mean of predicted minus manual g-ratio, which shows a
+        systematic shift that ``gratio_mad`` mixes with scatter (NaN when nothing is
+        compared).
 
     Examples
     --------
