@@ -687,15 +687,16 @@ def pair_differences(pairs: pd.DataFrame) -> dict:
         raise ValueError("pairs lacks the column 'compared' (use matched_morphometrics)")
     sel = pairs[pairs["compared"].to_numpy(bool)]
 
-    def mad(col: str) -> float:
+    def mean_difference(col: str, *, absolute: bool = True) -> float:
         if not len(sel):
             return math.nan
-        return float(np.mean(np.abs(sel[f"{col}_pred"] - sel[f"{col}_true"])))
+        d = sel[f"{col}_pred"] - sel[f"{col}_true"]
+        return float(np.mean(np.abs(d) if absolute else d))
 
     return {
         "n_compared": len(sel),
-        "gratio_mad": mad("gratio"),
-        "axon_diam_mad_um": mad("axon_diam_um"),
-        "myelin_thickness_mad_um": mad("myelin_thickness_um"),
-        "gratio_bias": float(np.mean(sel["gratio_pred"] - sel["gratio_true"])) if len(sel) else math.nan,
+        "gratio_mad": mean_difference("gratio"),
+        "axon_diam_mad_um": mean_difference("axon_diam_um"),
+        "myelin_thickness_mad_um": mean_difference("myelin_thickness_um"),
+        "gratio_bias": mean_difference("gratio", absolute=False),
     }

@@ -201,29 +201,26 @@ def _axon_claims(metrics) -> list[Claim]:
                      f"{_fmt(_num(h, 'tem_dice_myelin'))}, unmyelinated axon "
                      f"{_fmt(_num(h, 'tem_dice_uaxon'))}, g-ratio difference "
                      f"{_fmt(_num(h, 'tem_gratio_mad'))}")
-    from .axon_myelin import TARGETS as goal  # here, so that the report needs torch only for this
+    from .axon_myelin import (  # here, so that the report needs torch only for this
+        TARGETS,
+        meets_target,
+    )
 
-    # NaN (nothing measured) fails every comparison
-    checks = [  # (label, value, met, target as written)
-        ("Dice axon", sem["dice_axon"], sem["dice_axon"] >= goal["sem_dice_axon"],
-         f">= {goal['sem_dice_axon']:g}"),
-        ("Dice myelin", sem["dice_myelin"], sem["dice_myelin"] >= goal["sem_dice_myelin"],
-         f">= {goal['sem_dice_myelin']:g}"),
-        ("g-ratio difference", sem["gratio_mad"], sem["gratio_mad"] <= goal["sem_gratio_mad"],
-         f"<= {goal['sem_gratio_mad']:g}"),
-    ]
-    met = [ok for _, _, ok, _ in checks]
-    verdict = "reproduced" if all(met) else "partly reproduced" if any(met) else "not reproduced"
+    labels = {"dice_axon": "Dice axon", "dice_myelin": "Dice myelin", "gratio_mad": "g-ratio difference"}
+    goal = {k: ("<= " if k.endswith("_mad") else ">= ") + f"{TARGETS[f'sem_{k}']:g}" for k in labels}
+    met = {k: meets_target(f"sem_{k}", sem[k]) for k in labels}
+    verdict = ("reproduced" if all(met.values()) else "partly reproduced" if any(met.values())
+               else "not reproduced")
     # four digits, so that a value rounded onto its target (0.8496 shown as 0.850) is not read as met
-    missed = [f"{label} {_fmt(value, 4)} (target {target})"
-              for label, value, ok, target in checks if not ok]
+    missed = [f"{labels[k]} {_fmt(sem[k], 4)} (target {goal[k]})" for k in labels if not met[k]]
     if missed:
         measured += "; SEM targets missed: " + ", ".join(missed)
     return [Claim(
         "AxonDeepSeg", "U-Net axon/myelin segmentation: Dice 0.95 axon, 0.88 myelin on SEM",
         measured, verdict,
-        f"against our targets for held-out SEM (Dice {checks[0][3]} axon, {checks[1][3]} myelin, "
-        f"g-ratio difference {checks[2][3]}); the paper's model, training data and test images differ",
+        f"against our targets for held-out SEM (Dice {goal['dice_axon']} axon, {goal['dice_myelin']} "
+        f"myelin, g-ratio difference {goal['gratio_mad']}); the paper's model, training data and test "
+        "images differ",
     )]
 
 
