@@ -15,6 +15,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+PACKAGE_SOURCES := $(shell find neuroseg -name "*.py")
 
 # The real datasets: NEUROSEG_DATA if set, else ../shared/data when it exists.
 NEUROSEG_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
@@ -53,7 +54,7 @@ include $(ART)/deps.mk
 $(ART)/params/%.yml: notebooks/params/$(PROFILE).yml $(STAMP)
 	$(PY) -m neuroseg.pipeline params $* --profile $(PROFILE)
 
-$(RUN)/%.ipynb: notebooks/%.ipynb $(ART)/params/%.yml neuroseg/*.py $(STAMP)
+$(RUN)/%.ipynb: notebooks/%.ipynb $(ART)/params/%.yml $(PACKAGE_SOURCES) $(STAMP)
 	$(PY) -m neuroseg.pipeline run $* --profile $(PROFILE)
 
 # A later step depends on this digest of the step's outputs, which changes only when their
@@ -82,7 +83,7 @@ lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks
 
 data: $(STAMP)  ## check NEUROSEG_DATA; download and convert missing datasets (needs internet)
-	$(PY) -m neuroseg.datasets --download
+	$(PY) -m neuroseg.data --download
 
 clean:  ## remove the artifacts and quick reports (keeps .venv and the committed reports/)
 	rm -rf artifacts reports/quick

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neuroseg import paths
+
 if TYPE_CHECKING:  # playwright is imported lazily so that this module imports without it
     from playwright.sync_api import Locator, Page
 
@@ -93,7 +95,6 @@ def missing_artifacts(profile: str) -> str | None:
 
 def missing_data() -> str | None:
     """Why the real data cannot be read (:func:`neuroseg.paths.data_root`'s error), else None."""
-    from neuroseg import paths
 
     try:
         paths.data_root()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import paths
+from neuroseg import paths
 
 
 @contextlib.contextmanager

@@ -35,8 +35,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO_ROOT / "notebooks"
+if not __package__:  # run by path (the Makefile's `python3 neuroseg/pipeline.py deps`)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from neuroseg import paths  # noqa: E402  (standard library only: no torch, no numpy)
+
+REPO_ROOT = paths.REPO_ROOT
+NOTEBOOKS = paths.notebooks_dir()
 
 
 def notebook_names() -> list[str]:
@@ -55,13 +60,8 @@ def notebook_needs(name: str) -> list[str]:
     return list(needs)
 
 
-def _runs_dir(profile: str) -> Path:
-    root = Path(os.environ.get("NEUROSEG_ARTIFACTS", REPO_ROOT / "artifacts"))
-    return root / profile / "runs"
-
-
 def _missing_outputs(name: str, profile: str) -> list[str]:
-    manifest = _runs_dir(profile) / f"{name}.outputs.json"
+    manifest = paths.runs_dir(profile) / f"{name}.outputs.json"
     if not manifest.exists():
         return []
     files = json.loads(manifest.read_text()).get("outputs", [])
@@ -102,8 +102,7 @@ def write_params(name: str, profile: str) -> Path:
     """Write a notebook's parameters to the artifacts only when they changed."""
     import yaml
 
-    root = Path(os.environ.get("NEUROSEG_ARTIFACTS", REPO_ROOT / "artifacts"))
-    out = root / profile / "params" / f"{name}.yml"
+    out = paths.artifacts_dir(profile) / "params" / f"{name}.yml"
     text = yaml.safe_dump(notebook_parameters(name, profile), sort_keys=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not out.exists() or out.read_text() != text:
@@ -118,7 +117,7 @@ def outputs_digest(name: str, profile: str) -> str:
     file counts as missing). Raises ``SystemExit`` when the step has no record."""
     import hashlib
 
-    manifest = _runs_dir(profile) / f"{name}.outputs.json"
+    manifest = paths.runs_dir(profile) / f"{name}.outputs.json"
     if not manifest.exists():
         raise SystemExit(f"{manifest}: no record of the step's outputs (run the step first)")
     h = hashlib.sha256()
@@ -141,12 +140,12 @@ def write_digest(name: str, profile: str) -> Path:
     A new digest gets the modification time of the executed notebook it describes (the
     outputs date from that run), so adding digests to finished runs re-runs nothing.
     """
-    out = _runs_dir(profile) / f"{name}.digest"
+    out = paths.runs_dir(profile) / f"{name}.digest"
     text = outputs_digest(name, profile) + "\n"
     if not out.exists() or out.read_text() != text:
         tmp = out.with_suffix(".digest.tmp")
         tmp.write_text(text)
-        executed = _runs_dir(profile) / f"{name}.ipynb"
+        executed = paths.runs_dir(profile) / f"{name}.ipynb"
         if executed.exists():
             t = executed.stat().st_mtime_ns
             os.utime(tmp, ns=(t, t))
@@ -169,7 +168,6 @@ def run_notebook(name: str, profile: str) -> Path:
     """Execute one notebook with papermill; see the module docstring for the guarantees."""
     import papermill as pm
 
-    from neuroseg import paths
 
     params = notebook_parameters(name, profile)
     runs = paths.runs_dir(profile)
@@ -239,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         print("\n".join(notebook_names()))
     elif args.command == "deps":
-        write_deps(args.profile, args.out or (_runs_dir(args.profile).parent / "deps.mk"))
+        write_deps(args.profile, args.out or (paths.runs_dir(args.profile).parent / "deps.mk"))
     elif not args.name:
         parser.error(f"{args.command} needs a notebook name")
     elif args.command == "params":

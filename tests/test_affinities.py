@@ -1,4 +1,4 @@
-"""Tests of neuroseg.affinities: targets, agglomeration, the affinity network and the 3D call.
+"""Tests of neuroseg.segment.affinities: targets, agglomeration, the affinity network and the 3D call.
 
 Everything is synthetic and tiny: label volumes grown by a seeded watershed from random
 seeds (numpy rng, seeded), 3D U-Nets of depth 2 with 2-4 base features, volumes of at most
@@ -19,22 +19,26 @@ from scipy import ndimage
 from scipy.sparse.csgraph import connected_components as csgraph_components
 from skimage.segmentation import watershed
 
-from neuroseg import affinities as aff
-from neuroseg.affinities import (
+from neuroseg.nets.folder import load_model
+from neuroseg.nets.train import TrainConfig, _balanced_weights, loss_fn
+from neuroseg.nets.unet import ModelError, UNet
+from neuroseg.segment import affinities
+from neuroseg.segment.affinities import (
     NEAREST,
     affinities_from_labels,
-    affinity_network,
     affinity_target,
     agglomerate,
+    boundary_map,
     connected_components,
     mutex_watershed,
+    valid_mask,
+)
+from neuroseg.segment.volume_3d import (
+    affinity_network,
     predict_affinities,
     segment_volume_3d,
     train_affinities,
-    valid_mask,
 )
-from neuroseg.models import ModelError, UNet, load_model
-from neuroseg.train import TrainConfig, _balanced_weights, loss_fn
 
 ANISO = (40.0, 10.0, 10.0)
 POSITIVE = [(1, 0, 0), (0, 1, 0), (0, 0, 1)]
@@ -468,7 +472,7 @@ def test_agglomerate_dispatch_and_unknown_method(labels3d):
 def test_boundary_map_golden():
     labels = np.array([[1, 1], [3, 2], [2, 2]])
     offsets = [(-1, 0), (0, -1)]
-    out = aff.boundary_map(affinities_from_labels(labels, offsets=offsets), offsets=offsets)
+    out = boundary_map(affinities_from_labels(labels, offsets=offsets), offsets=offsets)
     assert out.dtype == np.float32
     assert out.tolist() == [[1.0, 0.5], [1.0, 1.0], [1.0, 0.0]]
 
@@ -485,7 +489,7 @@ def test_affinity_network_pool_factors_and_meta():
     assert net.required_multiple == (1, 2, 2)
     assert net.meta["target"] == "affinities"
     assert net.meta["offsets"] == [list(o) for o in LONG]
-    assert net.meta["resolution_nm"] == [40.0, 10.0, 10.0]
+    assert net.meta["pixel_size"] == {"size": [40.0, 10.0, 10.0], "unit": "nm"}
     assert net.meta["tile"] == [8, 64, 64]
     json.dumps(net.meta)  # storable in config.json
     iso = _tiny_net((10, 10, 10))
@@ -604,7 +608,7 @@ def test_train_affinities_one_epoch(tmp_path):
     assert model.meta["crop"] == [4, 16, 16]
     assert model.meta["train_config"]["loss"] == "balanced_bce"
     loaded = load_model(folder)
-    assert loaded.meta["resolution_nm"] == [40.0, 10.0, 10.0]
+    assert loaded.meta["pixel_size"] == {"size": [40.0, 10.0, 10.0], "unit": "nm"}
     for p, q in zip(model.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(p, q)
 
@@ -737,13 +741,13 @@ def test_segment_volume_3d_far_resolution_warns():
 
 def test_segment_volume_3d_postprocess_from_meta_and_overrides(monkeypatch, raw):
     calls = []
-    original = aff.agglomerate
+    original = affinities.agglomerate
 
     def spy(affs, **kwargs):
         calls.append(kwargs)
         return original(affs, **kwargs)
 
-    monkeypatch.setattr(aff, "agglomerate", spy)
+    monkeypatch.setattr("neuroseg.segment.volume_3d.agglomerate", spy)
     net = _tiny_net(offsets=LONG[:4])
     segment_volume_3d(net, raw)
     assert calls[-1]["method"] == "cc" and calls[-1]["threshold"] == 0.5

@@ -1,4 +1,4 @@
-"""Tests for neuroseg.augment: label/image alignment, reproducibility, no mutation."""
+"""Tests for neuroseg.nets.augment: label/image alignment, reproducibility, no mutation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from neuroseg.augment import Augmenter, elastic_deform, random_flip_rotate, random_intensity
+from neuroseg.nets.augment import Augmenter, elastic_deform, random_flip_rotate, random_intensity
 
 
 def _tiles(shape: tuple[int, int], tile: int = 8) -> np.ndarray:

@@ -15,11 +15,32 @@ import pandas as pd
 import pytest
 import torch
 
-from neuroseg import axon_myelin as am
-from neuroseg import data
-from neuroseg.augment import Augmenter, elastic_deform
-from neuroseg.models import ModelError, UNet, load_model, save_model
-from neuroseg.resample import PixelSizeWarning
+from neuroseg.data.readers import Sample
+from neuroseg.data.resample import PixelSizeWarning
+from neuroseg.experiments import axon_myelin
+from neuroseg.experiments.axon_myelin import (
+    DATASETS,
+    AxonSetting,
+    AxonTask,
+    Comparison,
+    choose,
+    class_names,
+    compare,
+    comparison_row,
+    examples_figure,
+    gratio_figure,
+    load_samples,
+    network_pair,
+    pixel_size_sensitivity,
+    sensitivity_figure,
+    train_setting,
+)
+from neuroseg.experiments.data_preparation import make_splits, save_splits
+from neuroseg.nets import train
+from neuroseg.nets.augment import Augmenter, elastic_deform
+from neuroseg.nets.folder import load_model, save_model
+from neuroseg.nets.unet import ModelError, UNet
+from neuroseg.segment.axon_myelin import probabilities, segment
 
 
 def _fibres(shape=(96, 96), *, seed=0, n=6, uaxon=False) -> tuple[np.ndarray, np.ndarray]:
@@ -39,9 +60,9 @@ def _fibres(shape=(96, 96), *, seed=0, n=6, uaxon=False) -> tuple[np.ndarray, np
     return (image * 255).clip(0, 255).astype(np.uint8), classes
 
 
-def _sample(i: int, *, pixel_size=0.1, shape=(96, 96), uaxon=False) -> data.Sample:
+def _sample(i: int, *, pixel_size=0.1, shape=(96, 96), uaxon=False) -> Sample:
     image, classes = _fibres(shape, seed=i, uaxon=uaxon)
-    return data.Sample(id=f"s{i}", image=image, labels=classes, pixel_size=pixel_size)
+    return Sample(id=f"s{i}", image=image, labels=classes, pixel_size=pixel_size)
 
 
 def _net(out_channels=3, *, pixel_size=0.1, modality="sem") -> UNet:
@@ -51,13 +72,13 @@ def _net(out_channels=3, *, pixel_size=0.1, modality="sem") -> UNet:
     return net.eval()
 
 
-def _task(tmp_path, *, modality="sem", pixel_size=0.1, scale_range=None) -> am.AxonTask:
+def _task(tmp_path, *, modality="sem", pixel_size=0.1, scale_range=None) -> AxonTask:
     src = tmp_path / "nucleus"
     torch.manual_seed(1)
     save_model(UNet(ndim=2, in_channels=1, out_channels=2, depth=2, base_features=4), src,
                meta={"target": "fg_contour"})
     uaxon = modality == "tem"
-    return am.AxonTask(
+    return AxonTask(
         modality=modality, pixel_size_um=pixel_size,
         train=(_sample(0, pixel_size=0.05, shape=(128, 128), uaxon=uaxon), _sample(1, uaxon=uaxon)),
         val=(_sample(2, uaxon=uaxon),), crop=48, samples_per_epoch=4, val_crops=2, tile=64,
@@ -70,10 +91,10 @@ def _task(tmp_path, *, modality="sem", pixel_size=0.1, scale_range=None) -> am.A
 
 
 def test_class_names():
-    assert am.class_names("sem") == ("background", "myelin", "axon")
-    assert am.class_names("tem")[3] == "uaxon"
+    assert class_names("sem") == ("background", "myelin", "axon")
+    assert class_names("tem")[3] == "uaxon"
     with pytest.raises(ValueError, match="modality"):
-        am.class_names("confocal")
+        class_names("confocal")
 
 
 # ---------------------------------------------------------------------------- pixel size
@@ -81,12 +102,12 @@ def test_class_names():
 
 def test_network_pair_resamples_image_and_classes_to_the_model_pixel_size():
     s = _sample(0, pixel_size=0.05, shape=(100, 80))
-    image, classes = am.network_pair(s, 0.1)
+    image, classes = network_pair(s, 0.1)
     assert image.shape == (1, 50, 40) and classes.shape == (50, 40)
     assert image.dtype == np.float32
     assert set(np.unique(classes)) <= {0, 1, 2}
     # same pixel size: classes untouched, image normalised only
-    image, classes = am.network_pair(s, 0.05)
+    image, classes = network_pair(s, 0.05)
     assert image.shape == (1, 100, 80)
     np.testing.assert_array_equal(classes, s.labels)
 
@@ -97,13 +118,13 @@ def test_segment_returns_the_image_grid_at_any_nearby_pixel_size():
     for px in (0.1, 0.07, 0.2):
         with warnings.catch_warnings():
             warnings.simplefilter("error", PixelSizeWarning)
-            out = am.segment(net, image, pixel_size=px, tile=None)
+            out = segment(net, image, pixel_size=px, tile=None)
         assert out.shape == (90, 70) and out.dtype == np.uint8
         assert out.max() <= 2
 
 
 def test_probabilities_sum_to_one():
-    p = am.probabilities(_net(4, modality="tem"), _fibres((64, 64))[0], pixel_size=0.1, tile=None)
+    p = probabilities(_net(4, modality="tem"), _fibres((64, 64))[0], pixel_size=0.1, tile=None)
     assert p.shape == (4, 64, 64)
     np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-4)
 
@@ -112,41 +133,41 @@ def test_segment_warns_then_refuses_far_pixel_sizes():
     net = _net()
     image = _fibres((64, 64))[0]
     with pytest.warns(PixelSizeWarning, match="3x coarser"):
-        am.segment(net, image, pixel_size=0.3, tile=None)
+        segment(net, image, pixel_size=0.3, tile=None)
     with pytest.raises(ValueError, match=r"0\.5 µm is 5x coarser than the 0\.1 µm"):
-        am.segment(net, image, pixel_size=0.5, tile=None)
+        segment(net, image, pixel_size=0.5, tile=None)
     with pytest.raises(ValueError, match="finer"):
-        am.segment(net, image, pixel_size=0.02, tile=None)
+        segment(net, image, pixel_size=0.02, tile=None)
     with pytest.warns(PixelSizeWarning):  # max_ratio=None only warns
-        am.segment(net, image, pixel_size=0.5, tile=None, max_ratio=None)
+        segment(net, image, pixel_size=0.5, tile=None, max_ratio=None)
 
 
 @pytest.mark.parametrize("px", [0.0, -0.1, math.nan])
 def test_segment_rejects_invalid_pixel_sizes(px):
     with pytest.raises(ValueError, match="pixel_size"):
-        am.segment(_net(), _fibres((32, 32))[0], pixel_size=px)
+        segment(_net(), _fibres((32, 32))[0], pixel_size=px)
 
 
 def test_segment_refuses_a_model_that_is_not_an_axon_model():
     net = _net()
     net.meta = {"target": "fg_contour"}
     with pytest.raises(ModelError, match="not an axon/myelin model"):
-        am.segment(net, _fibres((32, 32))[0], pixel_size=0.1)
+        segment(net, _fibres((32, 32))[0], pixel_size=0.1)
 
 
 def test_segment_rejects_nan_and_bad_shapes():
     image = _fibres((32, 32))[0].astype(np.float32)
     image[3, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        am.segment(_net(), image, pixel_size=0.1)
+        segment(_net(), image, pixel_size=0.1)
     with pytest.raises(ValueError, match="2-D"):
-        am.segment(_net(), np.zeros((2, 3, 32, 32)), pixel_size=0.1)
+        segment(_net(), np.zeros((2, 3, 32, 32)), pixel_size=0.1)
 
 
 def test_segment_does_not_modify_its_input():
     image = _fibres((48, 48))[0]
     before = image.copy()
-    am.segment(_net(), image, pixel_size=0.15, tile=None)
+    segment(_net(), image, pixel_size=0.15, tile=None)
     np.testing.assert_array_equal(image, before)
 
 
@@ -186,80 +207,80 @@ def test_augmenter_without_zoom_draws_as_before():
 
 
 def test_setting_key_names_every_field_and_rejects_unknown_options():
-    a = am.AxonSetting(init="scratch", epochs=3)
+    a = AxonSetting(init="scratch", epochs=3)
     assert a.key == "scratch_e3_b8_lr0.001_wd0.0001_ce-dice_s0"
-    assert am.AxonSetting(seed=1).key != am.AxonSetting().key
+    assert AxonSetting(seed=1).key != AxonSetting().key
     with pytest.raises(ValueError, match="init"):
-        am.AxonSetting(init="imagenet")
+        AxonSetting(init="imagenet")
     with pytest.raises(ValueError, match="loss"):
-        am.AxonSetting(loss="bce")
-    assert am.AxonSetting(init="scratch", epochs=3, train_on="train+val").key == a.key + "_trainval"
+        AxonSetting(loss="bce")
+    assert AxonSetting(init="scratch", epochs=3, train_on="train+val").key == a.key + "_trainval"
     with pytest.raises(ValueError, match="train_on"):
-        am.AxonSetting(train_on="test")
+        AxonSetting(train_on="test")
 
 
 def test_setting_width_is_named_and_only_from_scratch():
-    plain = am.AxonSetting(init="scratch", epochs=3)
-    wide = am.AxonSetting(init="scratch", epochs=3, features=32)
+    plain = AxonSetting(init="scratch", epochs=3)
+    wide = AxonSetting(init="scratch", epochs=3, features=32)
     assert wide.key == plain.key + "_w32" and wide.name == "scratch-w32"
-    assert plain.name == "scratch" and am.AxonSetting(init="pretrained").name == "pretrained"
-    refit = am.AxonSetting(init="scratch", epochs=3, features=32, train_on="train+val")
+    assert plain.name == "scratch" and AxonSetting(init="pretrained").name == "pretrained"
+    refit = AxonSetting(init="scratch", epochs=3, features=32, train_on="train+val")
     assert refit.key == plain.key + "_w32_trainval" and refit.name == "scratch-w32+val"
     with pytest.raises(ValueError, match="needs init='scratch'"):
-        am.AxonSetting(init="pretrained", features=32)
+        AxonSetting(init="pretrained", features=32)
     for bad in (0, -4, 2.5, True):
         with pytest.raises(ValueError, match="features"):
-            am.AxonSetting(init="scratch", features=bad)
+            AxonSetting(init="scratch", features=bad)
 
 
 def test_task_needs_train_and_val(tmp_path):
     task = _task(tmp_path)
     with pytest.raises(ValueError, match="training and validation"):
-        am.AxonTask(**{**task.__dict__, "val": ()})
+        AxonTask(**{**task.__dict__, "val": ()})
 
 
 @pytest.mark.parametrize("init", ["scratch", "pretrained"])
 def test_train_setting_writes_a_reusable_model_folder(tmp_path, init):
     task = _task(tmp_path, scale_range=(0.8, 1.25))
-    setting = am.AxonSetting(init=init, epochs=2, batch_size=2)
-    model, history = am.train_setting(task, setting)
+    setting = AxonSetting(init=init, epochs=2, batch_size=2)
+    model, history = train_setting(task, setting)
     folder = task.folder / setting.key
     for name in ("config.json", "weights.pt", "history.csv", "env.json"):
         assert (folder / name).is_file()
     assert list(history["epoch"]) == [1, 2]
     assert model.config["out_channels"] == 3
     meta = load_model(folder).meta
-    assert meta["pixel_size_um"] == 0.1 and meta["target"] == "classes" and meta["modality"] == "sem"
+    assert meta["pixel_size"] == {"size": [0.1, 0.1], "unit": "um"} and meta["target"] == "classes" and meta["modality"] == "sem"
     assert meta["outputs"] == ["background", "myelin", "axon"]
     assert meta["training"]["scale_range"] == [0.8, 1.25]
     assert (meta["transfer"]["source"] is None) == (init == "scratch")
     # a finished run is reused, not retrained
     stamp = (folder / "weights.pt").stat().st_mtime_ns
-    _, again = am.train_setting(task, setting)
+    _, again = train_setting(task, setting)
     assert (folder / "weights.pt").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(history, again)
     # and the model segments an image at the data's pixel size
-    out = am.segment(model, task.train[0].image, pixel_size=0.05, tile=64)
+    out = segment(model, task.train[0].image, pixel_size=0.05, tile=64)
     assert out.shape == task.train[0].image.shape
 
 
 def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path, monkeypatch):
     task = _task(tmp_path)
     seen = {}
-    original = am.fit
+    original = train.fit
 
     def spy(model, train_data, val_data, **kw):
         seen["n_train_images"], seen["val_data"] = len(train_data.images), val_data
         seen["keep"] = kw["config"].keep
         return original(model, train_data, val_data, **kw)
 
-    monkeypatch.setattr(am, "fit", spy)
-    plain = am.AxonSetting(init="scratch", epochs=2, batch_size=2)
-    am.train_setting(task, plain)
+    monkeypatch.setattr("neuroseg.experiments.axon_myelin.fit", spy)
+    plain = AxonSetting(init="scratch", epochs=2, batch_size=2)
+    train_setting(task, plain)
     assert seen == {"n_train_images": 2, "val_data": seen["val_data"], "keep": "best"}
     assert seen["val_data"] is not None
     refit = dataclasses.replace(plain, train_on="train+val")
-    model, history = am.train_setting(task, refit)
+    model, history = train_setting(task, refit)
     assert seen == {"n_train_images": 3, "val_data": None, "keep": "last"}
     meta = load_model(task.folder / refit.key).meta
     assert meta["train_images"] == [s.id for s in task.train + task.val]
@@ -271,12 +292,12 @@ def test_refit_trains_on_train_and_val_and_keeps_the_last_epoch(tmp_path, monkey
 
 def test_a_wider_scratch_network_has_the_width_and_a_recorded_setting(tmp_path):
     task = _task(tmp_path)
-    plain = am.AxonSetting(init="scratch", epochs=1, batch_size=2)
+    plain = AxonSetting(init="scratch", epochs=1, batch_size=2)
     wide = dataclasses.replace(plain, features=6)
-    model, _ = am.train_setting(task, wide)
+    model, _ = train_setting(task, wide)
     assert model.config["base_features"] == 6
     assert load_model(task.folder / wide.key).meta["setting"]["features"] == 6
-    model, _ = am.train_setting(task, plain)
+    model, _ = train_setting(task, plain)
     assert model.config["base_features"] == 4  # the nucleus model's
     # runs at the nucleus model's width keep the identity they had before the option
     assert "features" not in load_model(task.folder / plain.key).meta["setting"]
@@ -284,7 +305,7 @@ def test_a_wider_scratch_network_has_the_width_and_a_recorded_setting(tmp_path):
 
 def test_compare_chooses_on_validation_then_refits_the_chosen_init(tmp_path):
     task = _task(tmp_path)
-    c = am.compare(task, [_sample(3)], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
+    c = compare(task, [_sample(3)], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
                    refit=True, tile=64, progress=False)
     t = c.table
     assert list(t["name"]) == ["scratch", "pretrained", f"{c.chosen}+val"]
@@ -296,7 +317,7 @@ def test_compare_chooses_on_validation_then_refits_the_chosen_init(tmp_path):
     assert t["chosen"].sum() == 1 and pd.isna(t["val_dice_mean"].iloc[2])
     assert set(c.models) == set(c.test) == set(c.histories) == set(t["name"])
     assert c.models[c.final].meta["training"]["val_images"] == []
-    plain = am.compare(task, [_sample(3)], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
+    plain = compare(task, [_sample(3)], epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0,
                        tile=64, progress=False)
     assert plain.final == plain.chosen and len(plain.table) == 2
 
@@ -308,13 +329,13 @@ def test_compare_can_add_wider_scratch_networks_to_the_candidates(tmp_path, monk
     def fake_evaluate(model, samples, *, tile=256, progress=False):
         per_image, pairs, preds = original(model, samples, tile=tile)
         if samples is task.val:
-            name = am.AxonSetting(**model.meta["setting"]).name
+            name = AxonSetting(**model.meta["setting"]).name
             per_image = per_image.assign(dice_myelin=scores[name], dice_axon=scores[name])
         return per_image, pairs, preds
 
-    original = am.evaluate
-    monkeypatch.setattr(am, "evaluate", fake_evaluate)
-    c = am.compare(task, [_sample(3)], scratch_widths=[6], epochs=1, batch_size=2, lr=1e-3,
+    original = axon_myelin.evaluate
+    monkeypatch.setattr("neuroseg.experiments.axon_myelin.evaluate", fake_evaluate)
+    c = compare(task, [_sample(3)], scratch_widths=[6], epochs=1, batch_size=2, lr=1e-3,
                    weight_decay=0.0, refit=True, tile=64, progress=False)
     t = c.table
     assert list(t["name"]) == ["scratch", "pretrained", "scratch-w6", "scratch-w6+val"]
@@ -323,33 +344,33 @@ def test_compare_can_add_wider_scratch_networks_to_the_candidates(tmp_path, monk
     assert t["chosen"].tolist() == [False, False, True, False]
     assert c.models[c.final].config["base_features"] == 6
     with pytest.raises(ValueError, match="candidates must differ"):
-        am.compare(task, [_sample(3)], inits=["scratch", "scratch"], epochs=1, batch_size=2,
+        compare(task, [_sample(3)], inits=["scratch", "scratch"], epochs=1, batch_size=2,
                    lr=1e-3, weight_decay=0.0, tile=64, progress=False)
 
 
 def test_same_seed_same_weights(tmp_path):
-    setting = am.AxonSetting(init="scratch", epochs=1, batch_size=2)
+    setting = AxonSetting(init="scratch", epochs=1, batch_size=2)
     weights = []
     for k in range(2):
         task = _task(tmp_path / str(k))
-        model, _ = am.train_setting(task, setting)
+        model, _ = train_setting(task, setting)
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
 
 
 def test_tem_task_has_four_classes(tmp_path):
     task = _task(tmp_path, modality="tem", pixel_size=0.1)
-    model, _ = am.train_setting(task, am.AxonSetting(init="pretrained", epochs=1, batch_size=2))
+    model, _ = train_setting(task, AxonSetting(init="pretrained", epochs=1, batch_size=2))
     assert model.config["out_channels"] == 4
-    per_image, pairs, preds = am.evaluate(model, task.val, tile=64)
+    per_image, pairs, preds = axon_myelin.evaluate(model, task.val, tile=64)
     assert {"dice_myelin", "dice_axon", "dice_uaxon"} <= set(per_image.columns)
 
 
 def test_crop_larger_than_an_image_is_an_error(tmp_path):
     task = _task(tmp_path)
-    task = am.AxonTask(**{**task.__dict__, "crop": 200})
+    task = AxonTask(**{**task.__dict__, "crop": 200})
     with pytest.raises(ValueError, match="smaller than the crop 200"):
-        am.train_setting(task, am.AxonSetting(epochs=1))
+        train_setting(task, AxonSetting(epochs=1))
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -376,13 +397,13 @@ class _Oracle(torch.nn.Module):
 def test_evaluate_scores_a_perfect_prediction_as_perfect(monkeypatch):
     samples = [_sample(i, shape=(80, 80)) for i in range(2)]
     oracle = _Oracle({"target": "classes", "pixel_size_um": 0.1, "modality": "sem"})
-    monkeypatch.setattr(am, "predict", lambda model, x, **kw: torch.softmax(model(torch.from_numpy(x)[None]), 1)[0].detach().numpy())
-    per_image, pairs, preds = am.evaluate(oracle, samples, tile=None)
+    monkeypatch.setattr("neuroseg.nets.scale.predict", lambda model, x, **kw: torch.softmax(model(torch.from_numpy(x)[None]), 1)[0].detach().numpy())
+    per_image, pairs, preds = axon_myelin.evaluate(oracle, samples, tile=None)
     assert per_image["dice_axon"].tolist() == [1.0, 1.0]
     assert per_image["dice_myelin"].tolist() == [1.0, 1.0]
     assert (per_image["gratio_mad"].fillna(0) == 0).all()
     assert set(pairs["image"]) <= {"s0", "s1"} and (pairs["iou"] == 1.0).all()
-    row = am.comparison_row(per_image, pairs)
+    row = comparison_row(per_image, pairs)
     assert row["dice_axon"] == 1.0 and row["n_images"] == 2
     assert row["n_compared"] == int(pairs["compared"].sum())
 
@@ -395,25 +416,25 @@ def test_comparison_row_pools_axons_and_averages_images():
         "axon_diam_um_true": [1.0] * 4, "axon_diam_um_pred": [1.3, 1.0, 1.0, 9.0],
         "myelin_thickness_um_true": [0.2] * 4, "myelin_thickness_um_pred": [0.2] * 4,
     })
-    row = am.comparison_row(per_image, pairs)
+    row = comparison_row(per_image, pairs)
     assert row["dice_axon"] == pytest.approx(0.7) and row["dice_myelin"] == pytest.approx(0.8)
     assert row["n_compared"] == 3
     assert row["gratio_mad"] == pytest.approx(0.1 / 3)
     assert row["axon_diam_mad_um"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="no images"):
-        am.comparison_row(pd.DataFrame(), pairs)
+        comparison_row(pd.DataFrame(), pairs)
 
 
 def _comparison(modality, rows, *, refit=None):
     table = pd.DataFrame(rows)
-    best = am.choose(table[table["train_on"] == "train"])
+    best = choose(table[table["train_on"] == "train"])
     chosen = str(best["name"])
     if refit is not None:
         table = pd.concat([table, pd.DataFrame([{**_row(best["init"], float("nan"), refit),
                                                  "base_features": best["base_features"],
                                                  "train_on": "train+val", "name": f"{chosen}+val"}])])
     final = chosen if refit is None else f"{chosen}+val"
-    return am.Comparison(modality, table, chosen, {}, {}, {}, final)
+    return Comparison(modality, table, chosen, {}, {}, {}, final)
 
 
 def _row(init, val, test, *, gratio=0.03, uaxon=False, features=None):
@@ -433,7 +454,7 @@ def test_headline_reports_the_init_chosen_on_validation(tmp_path):
     sem = _comparison("sem", [_row("scratch", 0.7, 0.95), _row("pretrained", 0.8, 0.86)])
     tem = _comparison("tem", [_row("scratch", 0.9, 0.5, uaxon=True), _row("pretrained", 0.6, 0.9, uaxon=True)])
     tasks = {"sem": _task(tmp_path / "a"), "tem": _task(tmp_path / "b", modality="tem")}
-    head = am.headline([sem, tem], tasks)
+    head = axon_myelin.headline([sem, tem], tasks)
     # chosen by validation, not by the better test score
     assert head["sem_init"] == "pretrained" and head["sem_dice_axon"] == 0.86
     assert head["tem_init"] == "scratch" and head["tem_dice_uaxon"] == 0.5
@@ -444,7 +465,7 @@ def test_headline_reports_the_init_chosen_on_validation(tmp_path):
         assert key in head
     assert head["sem_targets_met"] is True
     bad = _comparison("sem", [_row("scratch", 0.7, 0.95, gratio=0.06)])
-    assert am.headline([bad], tasks)["sem_targets_met"] is False
+    assert axon_myelin.headline([bad], tasks)["sem_targets_met"] is False
     assert "sem_train_only_dice_axon" not in head and head["sem_train_on"] == "train"
     assert head["sem_n_train_images"] == 2
 
@@ -452,7 +473,7 @@ def test_headline_reports_the_init_chosen_on_validation(tmp_path):
 def test_headline_reports_the_refit_and_what_it_was_before(tmp_path):
     sem = _comparison("sem", [_row("scratch", 0.7, 0.84), _row("pretrained", 0.8, 0.83)], refit=0.9)
     assert sem.final == "pretrained+val"
-    head = am.headline([sem], {"sem": _task(tmp_path)})
+    head = axon_myelin.headline([sem], {"sem": _task(tmp_path)})
     assert head["sem_init"] == "pretrained" and head["sem_train_on"] == "train+val"
     assert head["sem_dice_axon"] == 0.9 and head["sem_train_only_dice_axon"] == 0.83
     assert head["sem_n_train_images"] == 3
@@ -465,7 +486,7 @@ def test_headline_of_a_wider_network_chosen_on_validation(tmp_path):
     sem = _comparison("sem", [_row("scratch", 0.7, 0.84), _row("pretrained", 0.8, 0.83),
                               _row("scratch", 0.85, 0.82, features=32)], refit=0.9)
     assert sem.chosen == "scratch-w32" and sem.final == "scratch-w32+val"
-    head = am.headline([sem], {"sem": _task(tmp_path)})
+    head = axon_myelin.headline([sem], {"sem": _task(tmp_path)})
     assert head["sem_init"] == "scratch" and head["sem_base_features"] == 32
     assert head["sem_train_only_dice_axon"] == 0.82 and head["sem_dice_axon"] == 0.9
     assert head["sem_scratch_w32_test_dice_mean"] == 0.82
@@ -473,7 +494,7 @@ def test_headline_of_a_wider_network_chosen_on_validation(tmp_path):
 
 
 def test_pixel_size_sensitivity_records_the_warning():
-    table = am.pixel_size_sensitivity(_net(), [_sample(0, shape=(64, 64))], factors=(1.0, 3.0),
+    table = pixel_size_sensitivity(_net(), [_sample(0, shape=(64, 64))], factors=(1.0, 3.0),
                                       max_px=48, tile=None)
     assert table["factor"].tolist() == [1.0, 3.0]
     assert table["warned"].tolist() == [False, True]
@@ -487,13 +508,13 @@ def test_figures_draw(tmp_path):
     import matplotlib.pyplot as plt
 
     samples = [_sample(0, shape=(64, 64))]
-    fig = am.examples_figure(samples, [samples[0].labels], modality="sem")
+    fig = examples_figure(samples, [samples[0].labels], modality="sem")
     pairs = pd.DataFrame({"compared": [True], "gratio_true": [0.6], "gratio_pred": [0.65],
                           "axon_diam_um_true": [1.0], "axon_diam_um_pred": [1.1]})
-    fig2 = am.gratio_figure(pairs, title="t")
+    fig2 = gratio_figure(pairs, title="t")
     sens = pd.DataFrame({"image": ["a", "a"], "factor": [1.0, 2.0], "dice_myelin": [0.9, 0.5],
                          "dice_axon": [0.9, 0.4]})
-    fig3 = am.sensitivity_figure(sens, modality="sem")
+    fig3 = sensitivity_figure(sens, modality="sem")
     for f in (fig, fig2, fig3):
         plt.close(f)
 
@@ -504,15 +525,14 @@ def test_figures_draw(tmp_path):
 @pytest.mark.data
 @pytest.mark.parametrize("modality, classes", [("sem", {0, 1, 2}), ("tem", {0, 1, 2, 3})])
 def test_real_samples_and_split(data_root, modality, classes, outputs):
-    from neuroseg import prep
 
-    records = prep.make_splits(seed=0)
-    prep.save_splits({am.DATASETS[modality]: records[am.DATASETS[modality]]})
-    parts = {p: am.load_samples(modality, p) for p in ("train", "val", "test")}
+    records = make_splits(seed=0)
+    save_splits({DATASETS[modality]: records[DATASETS[modality]]})
+    parts = {p: load_samples(modality, p) for p in ("train", "val", "test")}
     subjects = {p: {s.id.split("_")[0] for s in v} for p, v in parts.items()}
     assert not subjects["train"] & subjects["test"] and not subjects["val"] & subjects["test"]
     s = parts["test"][0]
     assert set(np.unique(s.labels)) == classes
     assert 0.004 < s.pixel_size < 0.2
-    image, labels = am.network_pair(s, {"sem": 0.1, "tem": 0.01}[modality])
+    image, labels = network_pair(s, {"sem": 0.1, "tem": 0.01}[modality])
     assert image.shape[1:] == labels.shape

@@ -14,8 +14,21 @@ import numpy as np
 import pytest
 import tifffile
 
-from neuroseg import data
-from neuroseg.data import DataError
+from neuroseg.data.readers import (
+    AXON_CLASSES,
+    DataError,
+    Volume,
+    check_image,
+    check_labels,
+    check_same_shape,
+    list_axondeepseg,
+    list_dsb,
+    read_axondeepseg,
+    read_cremi,
+    read_dsb,
+    read_tiff_stack,
+    write_cremi,
+)
 
 RAW = "volumes/raw"
 IDS = "volumes/labels/neuron_ids"
@@ -53,37 +66,37 @@ def _raises(func, *args, must_name=(), **kwargs) -> str:
 
 def test_cremi_missing_file(tmp_path):
     path = tmp_path / "absent.h5"
-    _raises(data.read_cremi, path, must_name=[path])
+    _raises(read_cremi, path, must_name=[path])
 
 
 def test_cremi_not_hdf5(tmp_path):
     path = tmp_path / "fake.h5"
     path.write_text("this is not HDF5\n")
-    _raises(data.read_cremi, path, must_name=[path, "HDF5"])
+    _raises(read_cremi, path, must_name=[path, "HDF5"])
 
 
 def test_cremi_missing_raw_key(tmp_path):
     path = _h5(tmp_path / "a.h5", {"volumes/other": _vol(), IDS: _vol(dtype=np.uint32)})
-    _raises(data.read_cremi, path, must_name=[path, RAW, "volumes/other"])
+    _raises(read_cremi, path, must_name=[path, RAW, "volumes/other"])
 
 
 def test_cremi_missing_labels_key(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol()})
-    _raises(data.read_cremi, path, must_name=[path, IDS])
-    _raises(data.read_cremi, path, labels="clefts", must_name=[path, "volumes/labels/clefts"])
+    _raises(read_cremi, path, must_name=[path, IDS])
+    _raises(read_cremi, path, labels="clefts", must_name=[path, "volumes/labels/clefts"])
 
 
 def test_cremi_raw_2d_where_3d_expected(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol((3, 4)), IDS: _vol((3, 4), np.uint32)})
-    msg = _raises(data.read_cremi, path, must_name=[path, RAW])
+    msg = _raises(read_cremi, path, must_name=[path, RAW])
     assert "(3, 4)" in msg
     # the same file is fine when 2D is asked for
-    assert data.read_cremi(path, ndim=2).raw.shape == (3, 4)
+    assert read_cremi(path, ndim=2).raw.shape == (3, 4)
 
 
 def test_cremi_labels_wrong_dimensionality(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol(), IDS: _vol((3, 4), np.uint32)})
-    _raises(data.read_cremi, path, must_name=[path, IDS])
+    _raises(read_cremi, path, must_name=[path, IDS])
 
 
 @pytest.mark.parametrize(
@@ -97,25 +110,25 @@ def test_cremi_labels_wrong_dimensionality(tmp_path):
 )
 def test_cremi_unusable_raw_dtype(tmp_path, raw):
     path = _h5(tmp_path / "a.h5", {RAW: raw})
-    _raises(data.read_cremi, path, labels=None, must_name=[path, RAW, "dtype"])
+    _raises(read_cremi, path, labels=None, must_name=[path, RAW, "dtype"])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cremi_float_labels(tmp_path, dtype):
     path = _h5(tmp_path / "a.h5", {RAW: _vol(), IDS: _vol(dtype=dtype)})
-    _raises(data.read_cremi, path, must_name=[path, IDS, "float"])
+    _raises(read_cremi, path, must_name=[path, IDS, "float"])
 
 
 def test_cremi_unusable_labels_dtype(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol(), IDS: np.ones((2, 3, 4), np.complex128)})
-    _raises(data.read_cremi, path, must_name=[path, IDS])
+    _raises(read_cremi, path, must_name=[path, IDS])
 
 
 def test_cremi_negative_labels(tmp_path):
     labels = _vol(dtype=np.int32)
     labels[0, 0, 0] = -1
     path = _h5(tmp_path / "a.h5", {RAW: _vol(), IDS: labels})
-    _raises(data.read_cremi, path, must_name=[path, IDS, "non-negative"])
+    _raises(read_cremi, path, must_name=[path, IDS, "non-negative"])
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -123,23 +136,23 @@ def test_cremi_nan_in_raw(tmp_path, bad):
     raw = _vol(dtype=np.float32)
     raw[1, 2, 3] = bad
     path = _h5(tmp_path / "a.h5", {RAW: raw, IDS: _vol(dtype=np.uint32)})
-    _raises(data.read_cremi, path, must_name=[path, RAW, "NaN"])
+    _raises(read_cremi, path, must_name=[path, RAW, "NaN"])
 
 
 def test_cremi_shape_mismatch_names_file(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol((2, 3, 4)), IDS: _vol((2, 3, 5), np.uint32)})
-    msg = _raises(data.read_cremi, path, must_name=[path])
+    msg = _raises(read_cremi, path, must_name=[path])
     assert "(2, 3, 4)" in msg and "(2, 3, 5)" in msg
 
 
 def test_cremi_shape_mismatch_names_labels_key(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol((2, 3, 4)), IDS: _vol((2, 3, 5), np.uint32)})
-    _raises(data.read_cremi, path, must_name=[path, IDS])
+    _raises(read_cremi, path, must_name=[path, IDS])
 
 
 def test_cremi_resolution_of_wrong_length(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol()}, {RAW: {"resolution": [4.0, 4.0]}})
-    _raises(data.read_cremi, path, labels=None, must_name=[path, RAW, "resolution"])
+    _raises(read_cremi, path, labels=None, must_name=[path, RAW, "resolution"])
 
 
 # --------------------------------------------------------------------------- CREMI HDF5: happy
@@ -151,7 +164,7 @@ def test_cremi_resolution_from_attribute(tmp_path):
         {RAW: _vol(), IDS: _vol(dtype=np.uint32)},
         {RAW: {"resolution": np.array([40, 4, 4], np.int64)}},
     )
-    vol = data.read_cremi(path)
+    vol = read_cremi(path)
     assert vol.resolution == (40.0, 4.0, 4.0)
     assert all(type(r) is float for r in vol.resolution)
     assert vol.axes == "zyx"
@@ -163,7 +176,7 @@ def test_cremi_resolution_from_attribute(tmp_path):
 
 def test_cremi_resolution_none_when_absent(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol(), IDS: _vol(dtype=np.uint32)})
-    vol = data.read_cremi(path)
+    vol = read_cremi(path)
     assert vol.resolution is None
 
 
@@ -173,18 +186,18 @@ def test_cremi_resolution_falls_back_to_labels(tmp_path):
         {RAW: _vol(), IDS: _vol(dtype=np.uint32)},
         {IDS: {"resolution": [30.0, 6.0, 6.0]}},
     )
-    assert data.read_cremi(path).resolution == (30.0, 6.0, 6.0)
-    assert data.read_cremi(path, labels=None).resolution is None
+    assert read_cremi(path).resolution == (30.0, 6.0, 6.0)
+    assert read_cremi(path, labels=None).resolution is None
 
 
 def test_cremi_axes_attribute_with_commas(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol()}, {RAW: {"axes": "z,y,x"}})
-    assert data.read_cremi(path, labels=None).axes == "zyx"
+    assert read_cremi(path, labels=None).axes == "zyx"
 
 
 def test_cremi_bool_labels_become_uint8(tmp_path):
     path = _h5(tmp_path / "a.h5", {RAW: _vol(), IDS: _vol() % 2 == 0})
-    labels = data.read_cremi(path).labels
+    labels = read_cremi(path).labels
     assert labels.dtype == np.uint8 and labels.sum() == 12
 
 
@@ -192,11 +205,11 @@ def test_write_read_cremi_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 255, (3, 5, 7), dtype=np.uint8)
     labels = rng.integers(0, 2**40, (3, 5, 7), dtype=np.uint64)
-    vol = data.Volume(raw=raw, labels=labels, resolution=(50.0, 4.5, 4.5), axes="zyx", source="x")
-    path = data.write_cremi(vol, tmp_path / "out" / "rt.h5")
+    vol = Volume(raw=raw, labels=labels, resolution=(50.0, 4.5, 4.5), axes="zyx", source="x")
+    path = write_cremi(vol, tmp_path / "out" / "rt.h5")
     assert path == tmp_path / "out" / "rt.h5"
     assert sorted(p.name for p in path.parent.iterdir()) == ["rt.h5"]  # no temp file left
-    back = data.read_cremi(path)
+    back = read_cremi(path)
     np.testing.assert_array_equal(back.raw, raw)
     np.testing.assert_array_equal(back.labels, labels)
     assert back.raw.dtype == np.uint8 and back.labels.dtype == np.uint64
@@ -205,11 +218,11 @@ def test_write_read_cremi_round_trip(tmp_path):
 
 
 def test_write_read_cremi_without_labels_or_resolution(tmp_path):
-    vol = data.Volume(raw=_vol(), labels=None, resolution=None, axes="zyx", source="x")
-    path = data.write_cremi(vol, tmp_path / "r.h5")
-    back = data.read_cremi(path, labels=None)
+    vol = Volume(raw=_vol(), labels=None, resolution=None, axes="zyx", source="x")
+    path = write_cremi(vol, tmp_path / "r.h5")
+    back = read_cremi(path, labels=None)
     assert back.labels is None and back.resolution is None
-    _raises(data.read_cremi, path, must_name=[IDS])
+    _raises(read_cremi, path, must_name=[IDS])
 
 
 def test_official_cremi_layout_opens_unchanged(tmp_path):
@@ -230,15 +243,15 @@ def test_official_cremi_layout_opens_unchanged(tmp_path):
         f["annotations/ids"] = np.array([1, 2], np.uint64)
         f["annotations/types"] = np.array(["presynaptic_site", "postsynaptic_site"], dtype="S17")
         f["annotations/locations"] = np.zeros((2, 3), np.float64)
-    vol = data.read_cremi(path)
+    vol = read_cremi(path)
     assert vol.resolution == (40.0, 4.0, 4.0)
     assert vol.labels.dtype == np.uint64
     np.testing.assert_array_equal(vol.labels, ids)
     np.testing.assert_array_equal(vol.raw, raw)
-    cl = data.read_cremi(path, labels="clefts")
+    cl = read_cremi(path, labels="clefts")
     assert cl.label_key == "volumes/labels/clefts"
     assert int(cl.labels.max()) == 2**64 - 1 and int(cl.labels.min()) == 5
-    full_key = data.read_cremi(path, labels="volumes/labels/clefts")
+    full_key = read_cremi(path, labels="volumes/labels/clefts")
     np.testing.assert_array_equal(full_key.labels, clefts)
 
 
@@ -295,7 +308,7 @@ def _merged_tree(root, rows):
 
 def test_dsb_kaggle_layout_merges_masks_in_sorted_order(tmp_path):
     root = _kaggle_tree(tmp_path / "kaggle")
-    sample = data.read_dsb(root, "img1")
+    sample = read_dsb(root, "img1")
     assert sample.id == "img1"
     np.testing.assert_array_equal(sample.labels, EXPECTED_DSB)
     assert sample.labels.dtype == np.uint16
@@ -307,7 +320,7 @@ def test_dsb_kaggle_layout_merges_masks_in_sorted_order(tmp_path):
 def test_dsb_both_layouts_agree(tmp_path):
     kaggle = _kaggle_tree(tmp_path / "kaggle")
     merged = _merged_tree(tmp_path / "merged", [("img1", GREY, EXPECTED_DSB)])
-    a, b = data.read_dsb(kaggle, "img1"), data.read_dsb(merged, "img1")
+    a, b = read_dsb(kaggle, "img1"), read_dsb(merged, "img1")
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.image, b.image)
 
@@ -315,7 +328,7 @@ def test_dsb_both_layouts_agree(tmp_path):
 def test_dsb_colour_image_kept_rgb(tmp_path):
     rgb = np.dstack([GREY, GREY[::-1], GREY])
     root = _kaggle_tree(tmp_path / "k", image=np.dstack([rgb, np.full_like(GREY, 255)]))
-    image = data.read_dsb(root, "img1").image
+    image = read_dsb(root, "img1").image
     assert image.shape == (6, 8, 3)
     np.testing.assert_array_equal(image, rgb)
 
@@ -325,51 +338,51 @@ def test_dsb_list_layouts(tmp_path):
     for image_id in ("zz", "aa", "mm"):
         _kaggle_tree(kaggle, image_id=image_id)
     (kaggle / "README.txt").write_text("stray file")
-    assert [r["id"] for r in data.list_dsb(kaggle)] == ["aa", "mm", "zz"]
+    assert [r["id"] for r in list_dsb(kaggle)] == ["aa", "mm", "zz"]
     merged = _merged_tree(
         tmp_path / "merged", [("x2", GREY, EXPECTED_DSB), ("x1", GREY, EXPECTED_DSB)]
     )
-    rows = data.list_dsb(merged)
+    rows = list_dsb(merged)
     assert [r["id"] for r in rows] == ["x2", "x1"]  # manifest order
     assert rows[0] == {
         "id": "x2", "height": 6, "width": 8, "channels": 1, "n_nuclei": 3,
         "mean_intensity": 12.5, "nuclei_brighter_than_background": 1,
     }
     (merged / "manifest.csv").unlink()
-    assert data.list_dsb(merged) == [{"id": "x1"}, {"id": "x2"}]
+    assert list_dsb(merged) == [{"id": "x1"}, {"id": "x2"}]
 
 
 def test_dsb_mask_of_wrong_shape(tmp_path):
     masks = _dsb_masks()
     masks["b_mask"] = np.zeros((6, 7), np.uint8)
     root = _kaggle_tree(tmp_path / "k", masks=masks)
-    _raises(data.read_dsb, root, "img1", must_name=[root / "img1" / "masks" / "b_mask.png"])
+    _raises(read_dsb, root, "img1", must_name=[root / "img1" / "masks" / "b_mask.png"])
 
 
 def test_dsb_merged_labels_of_wrong_shape(tmp_path):
     root = _merged_tree(tmp_path / "m", [("img1", GREY, np.zeros((6, 9), np.uint16))])
-    _raises(data.read_dsb, root, "img1", must_name=["img1", "(6, 8)", "(6, 9)"])
+    _raises(read_dsb, root, "img1", must_name=["img1", "(6, 8)", "(6, 9)"])
 
 
 def test_dsb_missing_image_and_masks(tmp_path):
     root = _merged_tree(tmp_path / "m", [("img1", GREY, EXPECTED_DSB)])
-    _raises(data.read_dsb, root, "nope", must_name=[root / "images" / "nope.png"])
+    _raises(read_dsb, root, "nope", must_name=[root / "images" / "nope.png"])
     kaggle = _kaggle_tree(tmp_path / "k", masks={})
     (kaggle / "img1" / "masks").mkdir()
-    _raises(data.read_dsb, kaggle, "img1", must_name=[kaggle / "img1" / "masks"])
+    _raises(read_dsb, kaggle, "img1", must_name=[kaggle / "img1" / "masks"])
 
 
 def test_dsb_unknown_layout_and_missing_root(tmp_path):
     (tmp_path / "empty" / "something").mkdir(parents=True)
-    _raises(data.read_dsb, tmp_path / "empty", "x", must_name=[tmp_path / "empty", "layout"])
-    _raises(data.list_dsb, tmp_path / "absent", must_name=[tmp_path / "absent"])
+    _raises(read_dsb, tmp_path / "empty", "x", must_name=[tmp_path / "empty", "layout"])
+    _raises(list_dsb, tmp_path / "absent", must_name=[tmp_path / "absent"])
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # imageio probes legacy plugins
 def test_dsb_unreadable_png(tmp_path):
     root = _merged_tree(tmp_path / "m", [("img1", GREY, EXPECTED_DSB)])
     (root / "labels" / "img1.png").write_bytes(b"not a png")
-    _raises(data.read_dsb, root, "img1", must_name=[root / "labels" / "img1.png"])
+    _raises(read_dsb, root, "img1", must_name=[root / "labels" / "img1.png"])
 
 
 # --------------------------------------------------------------------------- AxonDeepSeg
@@ -436,37 +449,37 @@ def _ax_bids(root, *, modality="TEM", pixel_size=(0.00493, 0.00493), uaxon=True)
 
 def test_axondeepseg_folders_with_samples_csv(tmp_path):
     root = _ax_folders(tmp_path / "ads")
-    entries = data.list_axondeepseg(root)
+    entries = list_axondeepseg(root)
     assert [e["id"] for e in entries] == ["sub-r1_sample-a_TEM", "sub-r2_sample-b_TEM"]
     assert [e["pixel_size"] for e in entries] == [0.00493, 0.1]
-    s = data.read_axondeepseg(root, "sub-r1_sample-a_TEM")
+    s = read_axondeepseg(root, "sub-r1_sample-a_TEM")
     np.testing.assert_array_equal(s.labels, EXPECTED_AX)
     np.testing.assert_array_equal(s.image, AX_IMAGE)
     assert s.pixel_size == 0.00493
     assert sorted(s.masks) == ["axon", "myelin", "uaxon"]
     np.testing.assert_array_equal(s.masks["axon"], AX_AXON > 0)
     assert s.meta["phenotype"] == "WT" and s.meta["layout"] == "folders"
-    assert data.AXON_CLASSES == {"background": 0, "myelin": 1, "axon": 2, "uaxon": 3}
+    assert AXON_CLASSES == {"background": 0, "myelin": 1, "axon": 2, "uaxon": 3}
 
 
 def test_axondeepseg_without_uaxon_and_without_csv(tmp_path):
     root = _ax_folders(tmp_path / "ads", with_csv=False, uaxon=False)
-    entries = data.list_axondeepseg(root)
+    entries = list_axondeepseg(root)
     assert [e["pixel_size"] for e in entries] == [None, None]
-    s = data.read_axondeepseg(root, "sub-r2_sample-b_TEM")
+    s = read_axondeepseg(root, "sub-r2_sample-b_TEM")
     np.testing.assert_array_equal(s.labels, EXPECTED_AX_NO_UAXON)
     assert sorted(s.masks) == ["axon", "myelin"]
     assert s.pixel_size is None
-    assert data.read_axondeepseg(root, "sub-r2_sample-b_TEM", pixel_size=0.2).pixel_size == 0.2
+    assert read_axondeepseg(root, "sub-r2_sample-b_TEM", pixel_size=0.2).pixel_size == 0.2
 
 
 def test_axondeepseg_bids_layout(tmp_path):
     root = tmp_path / "bids"
     stems = _ax_bids(root)
-    entries = data.list_axondeepseg(root)
+    entries = list_axondeepseg(root)
     assert [e["id"] for e in entries] == stems
     assert all(e["layout"] == "bids" and e["pixel_size"] == 0.00493 for e in entries)
-    s = data.read_axondeepseg(root, stems[1])
+    s = read_axondeepseg(root, stems[1])
     np.testing.assert_array_equal(s.labels, EXPECTED_AX)
     np.testing.assert_array_equal(s.image, AX_IMAGE)  # grey + alpha -> grey
     assert s.pixel_size == 0.00493
@@ -476,8 +489,8 @@ def test_axondeepseg_bids_and_folders_agree(tmp_path):
     folders = _ax_folders(tmp_path / "f", uaxon=False)
     bids = tmp_path / "b"
     _ax_bids(bids, modality="SEM", pixel_size=(0.1, 0.1), uaxon=False)
-    a = data.read_axondeepseg(folders, "sub-r2_sample-b_TEM")
-    b = data.read_axondeepseg(bids, "sub-r2_sample-b_SEM")
+    a = read_axondeepseg(folders, "sub-r2_sample-b_TEM")
+    b = read_axondeepseg(bids, "sub-r2_sample-b_SEM")
     np.testing.assert_array_equal(a.labels, b.labels)
     assert a.pixel_size == b.pixel_size == 0.1
 
@@ -485,26 +498,26 @@ def test_axondeepseg_bids_and_folders_agree(tmp_path):
 def test_axondeepseg_bids_without_sidecar(tmp_path):
     root = tmp_path / "b"
     stems = _ax_bids(root, pixel_size=None)
-    assert [e["pixel_size"] for e in data.list_axondeepseg(root)] == [None, None]
-    assert data.read_axondeepseg(root, stems[0]).pixel_size is None
+    assert [e["pixel_size"] for e in list_axondeepseg(root)] == [None, None]
+    assert read_axondeepseg(root, stems[0]).pixel_size is None
 
 
 def test_axondeepseg_errors(tmp_path):
     root = _ax_folders(tmp_path / "ads")
-    _raises(data.read_axondeepseg, root, "sub-r9_x_TEM", must_name=[root, "sub-r9_x_TEM"])
+    _raises(read_axondeepseg, root, "sub-r9_x_TEM", must_name=[root, "sub-r9_x_TEM"])
     _png(root / "sub-r1_sample-a_TEM" / "myelin.png", np.zeros((5, 5), np.uint8))
     _raises(
-        data.read_axondeepseg, root, "sub-r1_sample-a_TEM",
+        read_axondeepseg, root, "sub-r1_sample-a_TEM",
         must_name=[root / "sub-r1_sample-a_TEM" / "myelin.png"],
     )
     (root / "sub-r2_sample-b_TEM" / "axon.png").unlink()
     _raises(
-        data.read_axondeepseg, root, "sub-r2_sample-b_TEM",
+        read_axondeepseg, root, "sub-r2_sample-b_TEM",
         must_name=[root / "sub-r2_sample-b_TEM" / "axon.png", "not found"],
     )
     empty = tmp_path / "empty"
     empty.mkdir()
-    _raises(data.list_axondeepseg, empty, must_name=[empty])
+    _raises(list_axondeepseg, empty, must_name=[empty])
 
 
 def test_axondeepseg_colour_image_rejected(tmp_path):
@@ -512,7 +525,7 @@ def test_axondeepseg_colour_image_rejected(tmp_path):
     rgb = np.dstack([AX_IMAGE, AX_IMAGE[::-1], AX_IMAGE])
     _png(root / "sub-r1_sample-a_TEM" / "image.png", rgb)
     _raises(
-        data.read_axondeepseg, root, "sub-r1_sample-a_TEM",
+        read_axondeepseg, root, "sub-r1_sample-a_TEM",
         must_name=[root / "sub-r1_sample-a_TEM" / "image.png", "grey"],
     )
 
@@ -520,7 +533,7 @@ def test_axondeepseg_colour_image_rejected(tmp_path):
 def test_axondeepseg_one_bit_masks(tmp_path):
     root = _ax_folders(tmp_path / "ads", masks_dtype=bool)
     assert iio.imread(root / "sub-r1_sample-a_TEM" / "axon.png").dtype == bool
-    s = data.read_axondeepseg(root, "sub-r1_sample-a_TEM")
+    s = read_axondeepseg(root, "sub-r1_sample-a_TEM")
     np.testing.assert_array_equal(s.labels, EXPECTED_AX)
 
 
@@ -535,51 +548,51 @@ def test_tiff_multipage_and_folder_agree(tmp_path):
     for z, plane in enumerate(stack):
         tifffile.imwrite(folder / f"s{z:03d}.tif", plane)
     (folder / "notes.txt").write_text("ignored")
-    a = data.read_tiff_stack(tmp_path / "stack.tif", resolution=(40, 4, 4))
-    b = data.read_tiff_stack(folder, resolution=(40, 4, 4))
+    a = read_tiff_stack(tmp_path / "stack.tif", resolution=(40, 4, 4))
+    b = read_tiff_stack(folder, resolution=(40, 4, 4))
     for vol in (a, b):
         np.testing.assert_array_equal(vol.raw, stack)
         assert vol.raw.dtype == np.uint16
         assert vol.axes == "zyx" and vol.labels is None
         assert vol.resolution == (40.0, 4.0, 4.0)
-    assert data.read_tiff_stack(folder).resolution is None
+    assert read_tiff_stack(folder).resolution is None
 
 
 def test_tiff_single_page_becomes_one_slice(tmp_path):
     tifffile.imwrite(tmp_path / "one.tif", GREY)
-    vol = data.read_tiff_stack(tmp_path / "one.tif")
+    vol = read_tiff_stack(tmp_path / "one.tif")
     assert vol.raw.shape == (1, 6, 8)
 
 
 def test_tiff_errors(tmp_path):
     folder = tmp_path / "slices"
     folder.mkdir()
-    _raises(data.read_tiff_stack, folder, must_name=[folder, "*.tif*"])
+    _raises(read_tiff_stack, folder, must_name=[folder, "*.tif*"])
     tifffile.imwrite(folder / "a.tif", np.zeros((4, 5), np.uint8))
     tifffile.imwrite(folder / "b.tif", np.zeros((4, 6), np.uint8))
-    _raises(data.read_tiff_stack, folder, must_name=[folder, "different shapes"])
-    _raises(data.read_tiff_stack, tmp_path / "absent.tif", must_name=[tmp_path / "absent.tif"])
+    _raises(read_tiff_stack, folder, must_name=[folder, "different shapes"])
+    _raises(read_tiff_stack, tmp_path / "absent.tif", must_name=[tmp_path / "absent.tif"])
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff at all")
-    _raises(data.read_tiff_stack, bad, must_name=[bad])
+    _raises(read_tiff_stack, bad, must_name=[bad])
     tifffile.imwrite(tmp_path / "ok.tif", np.zeros((2, 4, 5), np.uint8), photometric="minisblack")
-    _raises(data.read_tiff_stack, tmp_path / "ok.tif", resolution=(4, 4), must_name=["resolution"])
+    _raises(read_tiff_stack, tmp_path / "ok.tif", resolution=(4, 4), must_name=["resolution"])
 
 
 def test_tiff_nan_rejected(tmp_path):
     stack = np.zeros((2, 3, 3), np.float32)
     stack[1, 1, 1] = np.nan
     tifffile.imwrite(tmp_path / "nan.tif", stack, photometric="minisblack")
-    _raises(data.read_tiff_stack, tmp_path / "nan.tif", must_name=[tmp_path / "nan.tif", "NaN"])
+    _raises(read_tiff_stack, tmp_path / "nan.tif", must_name=[tmp_path / "nan.tif", "NaN"])
 
 
 # --------------------------------------------------------------------------- validators
 
 
 def test_check_image_and_labels_directly():
-    assert data.check_image(np.zeros((2, 2), bool), where="w").dtype == bool
-    _raises(data.check_image, np.zeros((0, 3)), where="here", must_name=["here", "empty"])
-    _raises(data.check_image, np.zeros((2, 2)), where="w", ndim=(3, 4), must_name=["(3, 4)"])
-    _raises(data.check_labels, np.array(["a"]), where="w", must_name=["cannot hold labels"])
-    data.check_same_shape((2, 3), [2, 3], where="w")
-    _raises(data.check_same_shape, (2, 3), (3, 2), where="w", must_name=["w", "differ"])
+    assert check_image(np.zeros((2, 2), bool), where="w").dtype == bool
+    _raises(check_image, np.zeros((0, 3)), where="here", must_name=["here", "empty"])
+    _raises(check_image, np.zeros((2, 2)), where="w", ndim=(3, 4), must_name=["(3, 4)"])
+    _raises(check_labels, np.array(["a"]), where="w", must_name=["cannot hold labels"])
+    check_same_shape((2, 3), [2, 3], where="w")
+    _raises(check_same_shape, (2, 3), (3, 2), where="w", must_name=["w", "differ"])

@@ -9,7 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuroseg import data, datasets, prep, splits
+from neuroseg.data import splits
+from neuroseg.data.__main__ import main
+from neuroseg.data.catalogue import DATASETS, require, status
+from neuroseg.data.readers import (
+    dsb_modality,
+    list_axondeepseg,
+    list_dsb,
+    read_axondeepseg,
+    read_cremi,
+    read_dsb,
+)
+from neuroseg.experiments.data_preparation import FIB25_SPLIT_X, make_splits
 
 pytestmark = pytest.mark.data
 
@@ -21,21 +32,21 @@ TEM = "axondeepseg_tem_mouse_corpuscallosum_srf"
 
 @pytest.fixture(scope="module")
 def fib25(data_root):
-    return data.read_cremi(data_root / FIB25 / "sample2.h5")
+    return read_cremi(data_root / FIB25 / "sample2.h5")
 
 
 @pytest.fixture(scope="module")
 def records(data_root):
-    return prep.make_splits(seed=0)
+    return make_splits(seed=0)
 
 
 def test_every_dataset_present(data_root, capsys):
-    missing = {d.name: m for d, m in datasets.status() if m}
+    missing = {d.name: m for d, m in status() if m}
     assert missing == {}
-    assert len(datasets.DATASETS) == 9
-    for name in datasets.DATASETS:
-        assert datasets.require(name) == data_root / name
-    assert datasets.main([]) == 0
+    assert len(DATASETS) == 9
+    for name in DATASETS:
+        assert require(name) == data_root / name
+    assert main([]) == 0
     assert "all datasets present" in capsys.readouterr().out
 
 
@@ -52,21 +63,21 @@ def test_fib25_volume(fib25, data_root):
 
 
 def test_gala_volume(data_root):
-    vol = data.read_cremi(data_root / "fib_gala_example" / "train.h5")
+    vol = read_cremi(data_root / "fib_gala_example" / "train.h5")
     assert vol.shape == vol.labels.shape == (50, 100, 200)
     assert vol.resolution is None
     assert len(np.unique(vol.labels)) == 87 + 1  # 87 bodies and 0 = boundary
 
 
 def test_dsb_manifest(data_root):
-    rows = data.list_dsb(data_root / DSB)
+    rows = list_dsb(data_root / DSB)
     assert len(rows) == 664
     assert len({r["id"] for r in rows}) == 664
     fluo = [r for r in rows if r["nuclei_brighter_than_background"] == 1 and r["channels"] == 1]
     assert len(fluo) == 541
     assert sum(r["channels"] == 3 for r in rows) == 107
     assert sum(r["n_nuclei"] for r in rows) == 28986
-    modalities = [prep.dsb_modality(r) for r in rows]
+    modalities = [dsb_modality(r) for r in rows]
     assert {m: modalities.count(m) for m in set(modalities)} == {
         "fluorescence": 541, "brightfield": 16, "colour": 107,
     }
@@ -74,8 +85,8 @@ def test_dsb_manifest(data_root):
 
 def test_dsb_first_image(data_root):
     root = data_root / DSB
-    first = data.list_dsb(root)[0]
-    sample = data.read_dsb(root, first["id"])
+    first = list_dsb(root)[0]
+    sample = read_dsb(root, first["id"])
     assert sample.labels.shape == (first["height"], first["width"])
     assert int(sample.labels.max()) == first["n_nuclei"]
     assert len(np.unique(sample.labels)) == first["n_nuclei"] + 1
@@ -86,10 +97,10 @@ def test_dsb_first_image(data_root):
 @pytest.mark.parametrize("name, n, with_uaxon", [(SEM, 10, False), (TEM, 21, True)])
 def test_axondeepseg(data_root, name, n, with_uaxon):
     root = data_root / name
-    entries = data.list_axondeepseg(root)
+    entries = list_axondeepseg(root)
     assert len(entries) == n
     assert all(e["pixel_size"] is not None for e in entries)
-    s = data.read_axondeepseg(root, entries[0]["id"])
+    s = read_axondeepseg(root, entries[0]["id"])
     assert ("uaxon" in s.masks) is with_uaxon
     classes = set(np.unique(s.labels).tolist())
     assert classes == ({0, 1, 2, 3} if with_uaxon else {0, 1, 2})
@@ -107,7 +118,7 @@ def test_splits_dsb_disjoint_and_complete(records, data_root):
     parts = [rec["parts"][p] for p in splits.PARTS]
     everything = [i for part in parts for i in part]
     assert len(everything) == len(set(everything)) == 664
-    assert set(everything) == {r["id"] for r in data.list_dsb(data_root / DSB)}
+    assert set(everything) == {r["id"] for r in list_dsb(data_root / DSB)}
     # per stratum: fluorescence 541 -> 379/81/81, brightfield 16 -> 12/2/2, colour 107 -> 75/16/16
     assert [len(p) for p in parts] == [466, 99, 99]
     # stratified: every modality in every part
@@ -126,7 +137,7 @@ def test_splits_fib25_spatial_parts_do_not_overlap_in_x(records):
     assert x_ranges["train"].isdisjoint(x_ranges["test"])
     assert x_ranges["val"].isdisjoint(x_ranges["test"])
     assert x_ranges["train"] | x_ranges["test"] == set(range(250))
-    assert min(x_ranges["test"]) == prep.FIB25_SPLIT_X
+    assert min(x_ranges["test"]) == FIB25_SPLIT_X
 
 
 def test_splits_axondeepseg_by_subject(records):
@@ -140,7 +151,7 @@ def test_splits_axondeepseg_by_subject(records):
 
 
 def test_splits_are_reproducible(records):
-    again = prep.make_splits(seed=0)
+    again = make_splits(seed=0)
     assert again == records
-    other = prep.make_splits(seed=1)
+    other = make_splits(seed=1)
     assert other[DSB]["parts"]["test"] != records[DSB]["parts"]["test"]

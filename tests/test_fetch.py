@@ -1,4 +1,4 @@
-"""Tests of neuroseg.fetch: downloading, safe extraction and the dataset converters.
+"""Tests of neuroseg.data.download: downloading, safe extraction and the dataset converters.
 
 No test touches the network: each builds a tiny fake source tree with the layout of the real
 public repository, packs it like a GitHub archive (``<repo>-<commit>/...``) and fetches it
@@ -23,8 +23,32 @@ import numpy as np
 import pytest
 import tifffile
 
-from neuroseg import data, fetch
-from neuroseg.datasets import DATASETS
+from neuroseg.data import download
+from neuroseg.data.catalogue import DATASETS
+from neuroseg.data.convert import (
+    AXON_COLUMNS,
+    DSB_COLUMNS,
+    convert_axondeepseg,
+    convert_dsb2018,
+    staging_dir,
+)
+from neuroseg.data.download import (
+    SOURCES,
+    UnsafeArchiveError,
+    extract_archive,
+    fetch_missing,
+    missing_files,
+)
+from neuroseg.data.readers import (
+    DataError,
+    list_dsb,
+    read_axondeepseg,
+    read_cremi,
+    read_ctc_frames,
+    read_dsb,
+    read_neurofinder,
+)
+from neuroseg.data.summaries import local_correlation
 
 TOP = "repo-0123456789abcdef"
 
@@ -56,7 +80,7 @@ def _pack(tmp_path: Path, build, *, top: str = TOP) -> str:
 
 def _fetch(name: str, tmp_path: Path, url: str) -> Path:
     root = tmp_path / "data"
-    out = fetch.fetch(name, data_root=root, url=url, progress=False)
+    out = download.fetch(name, data_root=root, url=url, progress=False)
     assert out == root / name
     assert [p.name for p in root.iterdir()] == [name], "temporary files left in data_root"
     return out
@@ -90,7 +114,7 @@ def test_gala(tmp_path):
         (root / "LICENSE.txt").write_text("Copyright 2012 HHMI.\n")
 
     out = _fetch("fib_gala_example", tmp_path, _pack(tmp_path, build))
-    vol = data.read_cremi(out / "train.h5")
+    vol = read_cremi(out / "train.h5")
     assert vol.raw.dtype == np.uint8 and vol.labels.dtype == np.uint32
     np.testing.assert_array_equal(vol.raw, raw)
     np.testing.assert_array_equal(vol.labels, gt)
@@ -102,7 +126,7 @@ def test_gala(tmp_path):
 
     # complete: a second fetch is skipped (the file is not rewritten), even with a bad URL
     mtime = (out / "train.h5").stat().st_mtime_ns
-    fetch.fetch("fib_gala_example", data_root=out.parent, url="file:///nonexistent.tar.gz")
+    download.fetch("fib_gala_example", data_root=out.parent, url="file:///nonexistent.tar.gz")
     assert (out / "train.h5").stat().st_mtime_ns == mtime
 
 
@@ -119,7 +143,7 @@ def test_isbi2012_slices_in_numeric_order(tmp_path):
             _png(train / "label" / f"{z}.png", labels[z])
 
     out = _fetch("isbi2012_em_membranes", tmp_path, _pack(tmp_path, build))
-    vol = data.read_cremi(out / "train.h5", labels="membrane_mask")
+    vol = read_cremi(out / "train.h5", labels="membrane_mask")
     np.testing.assert_array_equal(vol.raw, np.stack(images))
     np.testing.assert_array_equal(vol.labels, np.stack(labels))
     assert vol.labels.dtype == np.uint8
@@ -173,7 +197,7 @@ def test_fib25_applies_transforms(tmp_path):
     messages = [str(w.message) for w in caught]
     assert any("1 supervoxel id(s) absent from transforms" in m for m in messages), messages
     assert not any("orientation" in m for m in messages), messages
-    vol = data.read_cremi(out / "sample2.h5")
+    vol = read_cremi(out / "sample2.h5")
     np.testing.assert_array_equal(vol.raw, raw)
     assert vol.labels.dtype == np.uint32
     np.testing.assert_array_equal(vol.labels, body)  # unmapped supervoxel 6 keeps its id
@@ -209,12 +233,12 @@ def test_sstem(tmp_path):
                 _png(stack / name / f"{z:02d}.png", masks[z])
 
     out = _fetch("sstem_drosophila_vnc_gerhard2013", tmp_path, _pack(tmp_path, build))
-    vol = data.read_cremi(out / "stack1.h5", labels="merged")
+    vol = read_cremi(out / "stack1.h5", labels="merged")
     np.testing.assert_array_equal(vol.raw, raw)
     np.testing.assert_array_equal(vol.labels, merged)
     assert vol.resolution == (50.0, 4.6, 4.6)
     for name, masks in binary.items():
-        got = data.read_cremi(out / "stack1.h5", labels=name).labels
+        got = read_cremi(out / "stack1.h5", labels=name).labels
         assert got.dtype == np.uint8
         np.testing.assert_array_equal(got, masks.astype(np.uint8))
     assert _attrs(out / "stack1.h5", "volumes/labels/merged")["meaning"].startswith("0 membrane |")
@@ -245,8 +269,8 @@ def test_dsb2018_from_kaggle_layout(tmp_path):
 
     url = _pack(tmp_path, build)
     out = _fetch("dsb2018_stage1_train", tmp_path, url)
-    rows = {r["id"]: r for r in data.list_dsb(out)}
-    assert list(_rows(out / "manifest.csv")[0]) == list(fetch.DSB_COLUMNS)
+    rows = {r["id"]: r for r in list_dsb(out)}
+    assert list(_rows(out / "manifest.csv")[0]) == list(DSB_COLUMNS)
     assert rows["aaa"] == {
         "id": "aaa", "height": 10, "width": 12, "channels": 1, "n_nuclei": 2, "n_masks": 2,
         "overlap_pixels": 2, "mean_intensity": round(float(grey.mean()), 2),
@@ -256,12 +280,12 @@ def test_dsb2018_from_kaggle_layout(tmp_path):
     assert rows["bbb"]["overlap_pixels"] == 0 and rows["bbb"]["n_nuclei"] == 1
     kaggle = tmp_path / "src" / TOP / "stage1_train"
     for image_id in ("aaa", "bbb"):
-        merged, orig = data.read_dsb(out, image_id), data.read_dsb(kaggle, image_id)
+        merged, orig = read_dsb(out, image_id), read_dsb(kaggle, image_id)
         np.testing.assert_array_equal(merged.image, orig.image)
         np.testing.assert_array_equal(merged.labels, orig.labels)
         assert merged.labels.dtype == np.uint16
-    assert data.read_dsb(out, "aaa").image.ndim == 2
-    assert data.read_dsb(out, "aaa").labels[2, 3] == 2  # the later mask wins
+    assert read_dsb(out, "aaa").image.ndim == 2
+    assert read_dsb(out, "aaa").labels[2, 3] == 2  # the later mask wins
 
 
 def _bids(root: Path, samples: dict, participants: list[str], tem: bool = False) -> None:
@@ -305,7 +329,7 @@ def test_axondeepseg_sem_from_bids(tmp_path):
     out = _fetch("axondeepseg_sem_rat_spinalcord", tmp_path, url)
 
     rows = {r["sample"]: r for r in _rows(out / "samples.csv")}
-    assert list(_rows(out / "samples.csv")[0]) == list(fetch.AXON_COLUMNS)
+    assert list(_rows(out / "samples.csv")[0]) == list(AXON_COLUMNS)
     r1 = rows["sub-rat1_sample-data1_SEM"]
     assert r1["subject"] == "sub-rat1" and (r1["height"], r1["width"]) == ("20", "30")
     assert r1["pixel_size_um"] == "0.1" and r1["body_part"] == "CSPINE"
@@ -317,15 +341,15 @@ def test_axondeepseg_sem_from_bids(tmp_path):
 
     bids = tmp_path / "src" / TOP
     for sample_id in samples:
-        got = data.read_axondeepseg(out, sample_id)
-        ref = data.read_axondeepseg(bids, sample_id)
+        got = read_axondeepseg(out, sample_id)
+        ref = read_axondeepseg(bids, sample_id)
         np.testing.assert_array_equal(got.image, ref.image)
         np.testing.assert_array_equal(got.labels, ref.labels)
         assert sorted(got.masks) == ["axon", "myelin"]
         assert iio.imread(out / sample_id / "classes.png").dtype == np.uint8
         assert set(np.unique(iio.imread(out / sample_id / "axon.png"))) <= {0, 255}
-    assert data.read_axondeepseg(out, "sub-rat1_sample-data1_SEM").pixel_size == 0.1
-    assert data.read_axondeepseg(out, "sub-rat1_sample-data1_SEM").labels[0, 0] == 2
+    assert read_axondeepseg(out, "sub-rat1_sample-data1_SEM").pixel_size == 0.1
+    assert read_axondeepseg(out, "sub-rat1_sample-data1_SEM").labels[0, 0] == 2
     assert (out / "LICENSE").read_text() == "MIT License\n"
 
 
@@ -353,7 +377,7 @@ def test_axondeepseg_tem_with_uaxon(tmp_path):
     assert row["phenotype"] == "WT" and row["species"] == "mus muculus"
     assert row["body_part"] == "corpus callosum" and row["pixel_size_um"] == "0.00493"
     assert row["frac_uaxon"] == str(round(16 / 144, 4)) and row["overlap_uaxon_px"] == "1"
-    sample = data.read_axondeepseg(out, stem)
+    sample = read_axondeepseg(out, stem)
     assert sorted(sample.masks) == ["axon", "myelin", "uaxon"]
     assert sample.labels[5, 5] == 3 and sample.labels[3, 3] == 2 and sample.labels[1, 1] == 1
 
@@ -379,7 +403,7 @@ def test_ctc_copied_unchanged(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["01", "01_GT", "LICENSE.txt"]
     for path in (src / "01").iterdir():
         assert (out / "01" / path.name).read_bytes() == path.read_bytes()
-    index, stack = data.read_ctc_frames(out / "01")
+    index, stack = read_ctc_frames(out / "01")
     assert index == [0, 1, 2]
     np.testing.assert_array_equal(stack, frames)
     assert (out / "01_GT" / "TRA" / "man_track.txt").read_text() == "1 0 2 0\n"
@@ -405,10 +429,10 @@ def test_local_correlation_matches_brute_force():
     movie = rng.normal(size=(40, 5, 7))
     movie[:, 1:4, 2:5] += 2 * rng.normal(size=(40, 1, 1))
     np.testing.assert_allclose(
-        fetch.local_correlation(movie, chunk=7), _brute_force_corr(movie), atol=1e-5
+        local_correlation(movie, chunk=7), _brute_force_corr(movie), atol=1e-5
     )
     flat = np.ones((10, 3, 3))
-    np.testing.assert_array_equal(fetch.local_correlation(flat), np.zeros((3, 3)))
+    np.testing.assert_array_equal(local_correlation(flat), np.zeros((3, 3)))
 
 
 def test_neurofinder(tmp_path):
@@ -430,7 +454,7 @@ def test_neurofinder(tmp_path):
 
     out = _fetch("neurofinder_2p_subset", tmp_path, _pack(tmp_path, build))
     path = out / "neurofinder_subset.h5"
-    sample = data.read_neurofinder(path, image="corr")
+    sample = read_neurofinder(path, image="corr")
     ids = sample.labels
     assert ids.dtype == np.uint16
     assert ids[1, 2] == 1 and ids[2, 3] == 1 and ids[5, 7] == 2 and ids[9, 11] == 3
@@ -456,23 +480,23 @@ def test_neurofinder(tmp_path):
 
 def test_failing_converter_leaves_no_dataset_folder(tmp_path, monkeypatch):
     def broken(source_root, out_dir):
-        with fetch.staging_dir(out_dir) as tmp:
+        with staging_dir(out_dir) as tmp:
             (tmp / "train.h5").write_bytes(b"half")
             raise RuntimeError("converter died")
 
-    source = dataclasses.replace(fetch.SOURCES["fib_gala_example"], convert=broken, subpath="")
-    monkeypatch.setitem(fetch.SOURCES, "fib_gala_example", source)
+    source = dataclasses.replace(SOURCES["fib_gala_example"], convert=broken, subpath="")
+    monkeypatch.setitem(SOURCES, "fib_gala_example", source)
     url = _pack(tmp_path, lambda root: (root / "x.txt").write_text("x"))
     root = tmp_path / "data"
     with pytest.raises(RuntimeError, match="converter died"):
-        fetch.fetch("fib_gala_example", data_root=root, url=url, progress=False)
+        download.fetch("fib_gala_example", data_root=root, url=url, progress=False)
     assert list(root.iterdir()) == []  # no dataset folder, no partial folder, no download
 
     # an incomplete existing folder is left as it was
     (root / "fib_gala_example").mkdir()
     (root / "fib_gala_example" / "LICENSE.txt").write_text("keep")
     with pytest.raises(RuntimeError):
-        fetch.fetch("fib_gala_example", data_root=root, url=url, progress=False)
+        download.fetch("fib_gala_example", data_root=root, url=url, progress=False)
     assert [p.name for p in root.iterdir()] == ["fib_gala_example"]
     assert [p.name for p in (root / "fib_gala_example").iterdir()] == ["LICENSE.txt"]
 
@@ -487,8 +511,8 @@ def test_bad_source_data_leaves_nothing(tmp_path):
             f["stack"] = np.zeros((2, 3, 5), np.int32)
 
     root = tmp_path / "data"
-    with pytest.raises(data.DataError, match="differ"):
-        fetch.fetch("fib_gala_example", data_root=root, url=_pack(tmp_path, build), progress=False)
+    with pytest.raises(DataError, match="differ"):
+        download.fetch("fib_gala_example", data_root=root, url=_pack(tmp_path, build), progress=False)
     assert list(root.iterdir()) == []
 
 
@@ -546,8 +570,8 @@ def _symlink(name: str, target: str) -> tarfile.TarInfo:
 def test_unsafe_tar_members_are_rejected(tmp_path, member):
     archive = _tar_with(tmp_path, member)
     root = tmp_path / "data" / "deeper"
-    with pytest.raises(fetch.UnsafeArchiveError):
-        fetch.fetch("fib_gala_example", data_root=root, url=archive.as_uri(), progress=False)
+    with pytest.raises(UnsafeArchiveError):
+        download.fetch("fib_gala_example", data_root=root, url=archive.as_uri(), progress=False)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "data" / "evil.txt").exists()
     assert not Path("/tmp/neuroseg-evil.txt").exists()
     assert list(root.iterdir()) == []
@@ -559,8 +583,8 @@ def test_unsafe_zip_member_is_rejected(tmp_path):
         zf.writestr(f"{TOP}/ok.txt", "ok")
         zf.writestr("../evil.txt", "evil")
     dest = tmp_path / "x" / "y"
-    with pytest.raises(fetch.UnsafeArchiveError):
-        fetch.extract_archive(archive, dest)
+    with pytest.raises(UnsafeArchiveError):
+        extract_archive(archive, dest)
     assert not (tmp_path / "x" / "evil.txt").exists()
     assert not (dest / TOP).exists()
 
@@ -569,26 +593,26 @@ def test_zip_extracts_to_top_folder(tmp_path):
     archive = tmp_path / "good.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(f"{TOP}/a/b.txt", "b")
-    root = fetch.extract_archive(archive, tmp_path / "out")
+    root = extract_archive(archive, tmp_path / "out")
     assert root.name == TOP and (root / "a" / "b.txt").read_text() == "b"
 
 
 def test_download_plain_file(tmp_path):
     src = tmp_path / "regions.json"
     src.write_text("[]")
-    got = fetch.download(src.as_uri(), tmp_path / "dl", progress=False)
+    got = download.download(src.as_uri(), tmp_path / "dl", progress=False)
     assert got == tmp_path / "dl" / "regions.json" and got.read_text() == "[]"
     assert [p.name for p in (tmp_path / "dl").iterdir()] == ["regions.json"]
     with pytest.raises(OSError):
-        fetch.download((tmp_path / "missing.tar.gz").as_uri(), tmp_path / "dl", progress=False)
+        download.download((tmp_path / "missing.tar.gz").as_uri(), tmp_path / "dl", progress=False)
 
 
 # --------------------------------------------------------------------------- registry
 
 
 def test_sources_cover_every_dataset():
-    assert set(fetch.SOURCES) == set(DATASETS)
-    for name, source in fetch.SOURCES.items():
+    assert set(SOURCES) == set(DATASETS)
+    for name, source in SOURCES.items():
         assert source.url.startswith("https://github.com/") and source.url.endswith(".tar.gz")
         commit = source.url.rsplit("/", 1)[1].removesuffix(".tar.gz")
         assert len(commit) == 40, name
@@ -616,11 +640,11 @@ def test_fetch_missing_fetches_only_incomplete(tmp_path, monkeypatch):
                 f["stack"] = np.ones((2, 3, 4), np.uint8)
         (tree / "LICENSE.txt").write_text("BSD")
 
-    source = dataclasses.replace(fetch.SOURCES["fib_gala_example"], url=_pack(tmp_path, build))
-    monkeypatch.setitem(fetch.SOURCES, "fib_gala_example", source)
-    assert fetch.fetch_missing(root, progress=False) == ["fib_gala_example"]
-    assert fetch.missing_files("fib_gala_example", root) == []
-    assert fetch.fetch_missing(root, progress=False) == []
+    source = dataclasses.replace(SOURCES["fib_gala_example"], url=_pack(tmp_path, build))
+    monkeypatch.setitem(SOURCES, "fib_gala_example", source)
+    assert fetch_missing(root, progress=False) == ["fib_gala_example"]
+    assert missing_files("fib_gala_example", root) == []
+    assert fetch_missing(root, progress=False) == []
 
 
 # --------------------------------------------------------------------------- real data
@@ -630,20 +654,20 @@ def test_fetch_missing_fetches_only_incomplete(tmp_path, monkeypatch):
 def test_dsb_manifest_matches_staged_rows(tmp_path, data_root):
     """Staged images split back into Kaggle's layout give the staged manifest rows back."""
     staged = data_root / "dsb2018_stage1_train"
-    rows = [r for r in data.list_dsb(staged) if r["overlap_pixels"] == 0]
+    rows = [r for r in list_dsb(staged) if r["overlap_pixels"] == 0]
     picked = [rows[0], next(r for r in rows if r["channels"] == 3)]
     picked.append(
         next(r for r in rows if r["channels"] == 1 and not r["nuclei_brighter_than_background"])
     )
     kaggle = tmp_path / "stage1_train"
     for row in picked:
-        sample = data.read_dsb(staged, row["id"])
+        sample = read_dsb(staged, row["id"])
         _png(kaggle / row["id"] / "images" / f"{row['id']}.png", sample.image)
         for k in np.unique(sample.labels[sample.labels > 0]):
             mask = np.where(sample.labels == k, 255, 0).astype(np.uint8)
             _png(kaggle / row["id"] / "masks" / f"{k:05d}.png", mask)
-    out = fetch.convert_dsb2018(kaggle, tmp_path / "out")
-    got = {r["id"]: r for r in data.list_dsb(out)}
+    out = convert_dsb2018(kaggle, tmp_path / "out")
+    got = {r["id"]: r for r in list_dsb(out)}
     for row in picked:
         assert got[row["id"]] == row
 
@@ -676,7 +700,7 @@ def test_axondeepseg_row_matches_staged(tmp_path, data_root, folder, sample_id):
     (bids / "participants.tsv").write_text(
         f"participant_id\tspecies\tphenotype\n{subject}\t{row['species']}\t{row['phenotype']}\n"
     )
-    out = fetch.convert_axondeepseg(bids, tmp_path / "out")
+    out = convert_axondeepseg(bids, tmp_path / "out")
     assert _rows(out / "samples.csv") == [row]
     for name in ("image", "axon", "myelin", "classes"):
         got, ref = (

@@ -5,7 +5,10 @@ import pytest
 import torch
 
 import neuroseg
-from neuroseg import inference, models, synthetic
+from neuroseg.data import synthetic
+from neuroseg.nets.predict import predict
+from neuroseg.nets.unet import build_unet
+from neuroseg.segment.image_2d import prepare_image
 
 
 def _model(ndim=2, out_channels=2, depth=2, pool=None):
@@ -13,7 +16,7 @@ def _model(ndim=2, out_channels=2, depth=2, pool=None):
               "base_features": 4}
     if pool is not None:
         config["pool_factors"] = pool
-    model = models.build_unet(config, seed=0)
+    model = build_unet(config, seed=0)
     model.eval()
     return model
 
@@ -21,7 +24,7 @@ def _model(ndim=2, out_channels=2, depth=2, pool=None):
 def test_whole_image_prediction_matches_the_network():
     model = _model()
     image = np.random.default_rng(0).random((1, 32, 48), dtype=np.float32)
-    out = inference.predict(model, image, tile=None)
+    out = predict(model, image, tile=None)
     with torch.no_grad():
         expected = torch.sigmoid(model(torch.from_numpy(image[None])))[0].numpy()
     assert out.shape == (2, 32, 48)
@@ -31,8 +34,8 @@ def test_whole_image_prediction_matches_the_network():
 def test_tiled_equals_whole_away_from_seams_and_close_at_seams():
     model = _model()
     image = synthetic.nuclei_2d((96, 96), n=12, seed=3)[0][None]
-    whole = inference.predict(model, image, tile=None)
-    tiled = inference.predict(model, image, tile=(48, 48), overlap=16, batch_size=3)
+    whole = predict(model, image, tile=None)
+    tiled = predict(model, image, tile=(48, 48), overlap=16, batch_size=3)
     assert tiled.shape == whole.shape
     # inside a tile's core (far from every tile border) the tile sees exactly what the whole
     # image does up to the network's reach; the blend there is dominated by that tile
@@ -43,8 +46,8 @@ def test_tiled_equals_whole_away_from_seams_and_close_at_seams():
 def test_tiled_3d_anisotropic():
     model = _model(ndim=3, pool=[(1, 2, 2)])
     volume = np.random.default_rng(1).random((1, 6, 40, 40), dtype=np.float32)
-    whole = inference.predict(model, volume, tile=None)
-    tiled = inference.predict(model, volume, tile=(6, 24, 24), overlap=(0, 8, 8))
+    whole = predict(model, volume, tile=None)
+    tiled = predict(model, volume, tile=(6, 24, 24), overlap=(0, 8, 8))
     assert tiled.shape == (2, 6, 40, 40)
     assert np.abs(tiled - whole).mean() < 0.02
 
@@ -52,20 +55,20 @@ def test_tiled_3d_anisotropic():
 def test_odd_sizes_are_padded_and_cropped_back():
     model = _model(depth=3)
     image = np.random.default_rng(2).random((1, 37, 51), dtype=np.float32)
-    assert inference.predict(model, image, tile=None).shape == (2, 37, 51)
-    assert inference.predict(model, image, tile=(20, 20), overlap=4).shape == (2, 37, 51)
+    assert predict(model, image, tile=None).shape == (2, 37, 51)
+    assert predict(model, image, tile=(20, 20), overlap=4).shape == (2, 37, 51)
 
 
 def test_predict_rejects_bad_input():
     model = _model()
     with pytest.raises(ValueError, match="channels"):
-        inference.predict(model, np.zeros((2, 16, 16), np.float32))
+        predict(model, np.zeros((2, 16, 16), np.float32))
     with pytest.raises(ValueError, match="spatial"):
-        inference.predict(model, np.zeros((16, 16), np.float32))
+        predict(model, np.zeros((16, 16), np.float32))
     bad = np.zeros((1, 16, 16), np.float32)
     bad[0, 3, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        inference.predict(model, bad)
+        predict(model, bad)
 
 
 @pytest.mark.parametrize(
@@ -113,6 +116,6 @@ def test_segment_2d_rejects_non_numeric():
 
 def test_invert_flips_the_normalised_image():
     image, _ = synthetic.nuclei_2d((32, 32), seed=2)
-    plain = inference.prepare_image(image)
-    inverted = inference.prepare_image(image, invert=True)
+    plain = prepare_image(image)
+    inverted = prepare_image(image, invert=True)
     np.testing.assert_allclose(plain + inverted, 1.0, atol=1e-6)

@@ -1,4 +1,4 @@
-"""Tests of neuroseg.instances: targets, decoding back to instances, per-slice components."""
+"""Tests of neuroseg.segment.instances: targets, decoding back to instances, per-slice components."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from scipy import ndimage
 from skimage.measure import label as sk_label
 from skimage.segmentation import find_boundaries
 
-from neuroseg.instances import (
+from neuroseg.data.labels import connected_components_per_slice
+from neuroseg.measure.matching import matching
+from neuroseg.measure.voi_rand import adapted_rand_error, voi
+from neuroseg.segment.instances import (
     boundary_targets,
-    connected_components_per_slice,
     fg_contour_targets,
     labels_from_boundaries,
     labels_from_boundaries_stack,
     labels_from_fg_contour,
     relabel_sequential,
 )
-from neuroseg.metrics import adapted_rand_error, matching, voi
 
 
 def _two_touching_squares() -> np.ndarray:
@@ -163,8 +164,8 @@ def test_labels_from_boundaries_recovers_partition():
     assert out.min() >= 1  # dense: boundaries are assigned to regions
     m = matching(labels, out, threshold=0.8)
     assert (m.tp, m.fp, m.fn) == (labels.max(), 0, 0)
-    assert adapted_rand_error(out, labels) < 0.05
-    assert sum(voi(out, labels)) < 0.2
+    assert adapted_rand_error(labels, out) < 0.05
+    assert sum(voi(labels, out)) < 0.2
 
 
 def test_labels_from_boundaries_seed_distance_cuts_membrane_gap():
@@ -254,7 +255,7 @@ def test_connected_components_per_slice_matches_skimage_per_slice():
     for z in range(vol.shape[0]):
         ref = sk_label(vol[z], background=0, connectivity=1)
         # same partition of the slice (VOI 0 both ways, with 0 as an ordinary label)
-        assert voi(out[z], ref, ignore_gt=()) == (0.0, 0.0)
+        assert voi(ref, out[z], ignore_true=()) == (0.0, 0.0)
         assert out[z].max() - offset == ref.max()
         offset = out[z].max()
 

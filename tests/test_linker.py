@@ -1,4 +1,4 @@
-"""Tests of neuroseg.linker: the learned slice linker (z-affinities, pair features, calibration).
+"""Tests of neuroseg.linking.learned: the learned slice linker (z-affinities, pair features, calibration).
 
 Everything is synthetic and tiny: 2D U-Nets of depth 2 with 4 base features, volumes of a
 few slices of at most 40 x 40 pixels.
@@ -15,30 +15,36 @@ import pandas as pd
 import pytest
 import torch
 
-from neuroseg import linker as lk
-from neuroseg.instances import connected_components_per_slice
-from neuroseg.linker import (
+from neuroseg.data.images import normalize
+from neuroseg.data.labels import connected_components_per_slice
+from neuroseg.data.synthetic import neurites_3d
+from neuroseg.linking import calibration
+from neuroseg.linking.calibration import (
     FEATURES,
     THRESHOLDS,
-    AffinityLinker,
     Calibration,
-    affinity_targets,
-    calibrate,
     fit_pair_classifier,
-    linker_from_model,
     pair_features,
     pair_truth,
+    segment_truth,
+)
+from neuroseg.linking.graph import candidate_pairs
+from neuroseg.linking.learned import (
+    AffinityLinker,
+    affinity_targets,
+    calibrate,
+    linker_from_model,
+    load_linker,
     read_linker,
     save_linker,
-    segment_truth,
     train_linker,
     training_pairs,
 )
-from neuroseg.linking import candidate_pairs, link_slices, load_linker, relink
-from neuroseg.loaders import normalize
-from neuroseg.metrics import contingency, segmentation_scores
-from neuroseg.models import ModelError, UNet, load_model, read_model_meta, save_model
-from neuroseg.synthetic import neurites_3d
+from neuroseg.linking.rules import link_slices, relink
+from neuroseg.measure.overlap import contingency
+from neuroseg.measure.voi_rand import segmentation_scores
+from neuroseg.nets.folder import load_model, read_model_meta, save_model
+from neuroseg.nets.unet import ModelError, UNet
 
 TINY = {"ndim": 2, "depth": 2, "base_features": 4}
 K = len(FEATURES)
@@ -55,7 +61,7 @@ def _state(hidden=4, seed=0) -> dict:
     """Weights of a pair perceptron (random, fixed by ``seed``)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = lk._perceptron(K, hidden)
+        net = calibration._perceptron(K, hidden)
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
@@ -471,7 +477,7 @@ def test_linker_from_model(boundary_folder):
     assert {p.name: p.read_bytes() for p in boundary_folder.iterdir()} == before
     assert net.config["in_channels"] == 2 and net.config["out_channels"] == 1
     assert net.meta["target"] == "z_affinity"
-    assert net.meta["pixel_nm"] == 10.0
+    assert net.meta["pixel_size"] == {"size": [10.0, 10.0], "unit": "nm"}
     assert net.meta["source_target"] == "boundaries"
     assert all(p.requires_grad for p in net.parameters())
     source = load_model(boundary_folder).eval()
@@ -843,7 +849,7 @@ def test_known_volume_is_put_back_by_graph_and_learned(calibrated, known):
     for res in (graph, learned):
         assert _one_to_one(res.labels, gt)
         assert res.n_objects == int(gt.max())
-        scores = segmentation_scores(res.labels, gt)
+        scores = segmentation_scores(gt, res.labels)
         assert all(v == pytest.approx(0.0, abs=1e-12) for v in scores.values()), scores
     # the learned links are exactly the true continuations
     truth = pair_truth(pieces, gt, learned.links)

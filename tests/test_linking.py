@@ -8,19 +8,12 @@ import pandas as pd
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from neuroseg.instances import connected_components_per_slice
-from neuroseg.linking import (
-    LINK_COLUMNS,
-    PAIR_COLUMNS,
-    LinkResult,
-    OverlapLinker,
-    PairScorer,
-    link_slices,
-    relabel_from_links,
-    relink,
-)
-from neuroseg.metrics import contingency, voi
-from neuroseg.synthetic import neurites_3d
+from neuroseg.data.labels import connected_components_per_slice
+from neuroseg.data.synthetic import neurites_3d
+from neuroseg.linking.graph import LINK_COLUMNS, PAIR_COLUMNS, LinkResult, relabel_from_links
+from neuroseg.linking.rules import OverlapLinker, PairScorer, link_slices, relink
+from neuroseg.measure.overlap import contingency
+from neuroseg.measure.voi_rand import voi
 
 # (method, threshold, linker factory) of the four methods at their working thresholds
 METHODS = [
@@ -51,7 +44,7 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     """True when the non-zero voxels of a and b are grouped identically (0 where both are 0)."""
     if not np.array_equal(a == 0, b == 0):
         return False
-    split, merge = voi(a, b)
+    split, merge = voi(b, a)
     n_a = np.unique(a[a > 0]).size
     n_b = np.unique(b[b > 0]).size
     return split == 0.0 and merge == 0.0 and n_a == n_b
@@ -331,7 +324,7 @@ def test_one_blank_slice_is_bridged_with_max_gap_2(method, threshold, linker):
 
     split = _link(seg, method, threshold, linker, max_gap=1)
     assert split.n_objects == 2 * n  # every neurite cut in two at the blank slice
-    assert voi(split.labels, blank_gt)[0] > 0
+    assert voi(blank_gt, split.labels)[0] > 0
 
     bridged = _link(seg, method, threshold, linker, max_gap=2)
     assert _same_partition(bridged.labels, blank_gt)
@@ -505,7 +498,7 @@ def test_relink_at_higher_threshold_splits_what_was_linked():
     assert hi.n_objects > res.n_objects
     assert int(hi.links["linked"].sum()) < int(res.links["linked"].sum())
     # a refinement: every new object lies inside one old object
-    split, merge = voi(hi.labels, res.labels)
+    split, merge = voi(res.labels, hi.labels)
     assert split > 0 and merge == 0.0
     # back to the first threshold gives the first result
     back = relink(seg, hi.links, 0.3)

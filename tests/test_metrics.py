@@ -1,4 +1,4 @@
-"""Tests of neuroseg.metrics: hand-computed golden values, edge cases, agreement with skimage."""
+"""Tests of neuroseg.measure.overlap: hand-computed golden values, edge cases, agreement with skimage."""
 
 from __future__ import annotations
 
@@ -9,21 +9,25 @@ import pytest
 from skimage.metrics import adapted_rand_error as sk_adapted_rand_error
 from skimage.metrics import variation_of_information as sk_variation_of_information
 
-from neuroseg.metrics import (
-    Contingency,
+from neuroseg.measure.matching import (
     Matching,
-    adapted_rand,
-    adapted_rand_error,
-    contingency,
-    cremi_score,
-    dice,
-    dice_per_class,
     dsb_score,
     dsb_score_dataset,
     matching,
     matching_dataset,
+)
+from neuroseg.measure.overlap import (
+    Contingency,
+    contingency,
+    dice,
+    dice_per_class,
     pairwise_iou,
     pixel_iou,
+)
+from neuroseg.measure.voi_rand import (
+    adapted_rand,
+    adapted_rand_error,
+    cremi_score,
     segmentation_scores,
     voi,
 )
@@ -284,7 +288,7 @@ def test_voi_and_arand_perfect():
     assert voi(gt, gt) == (0.0, 0.0)
     assert adapted_rand(gt, gt) == (0.0, 1.0, 1.0)
     # relabelling the segmentation changes nothing
-    assert voi(gt * 7 + 3, gt) == (0.0, 0.0)
+    assert voi(gt, gt * 7 + 3) == (0.0, 0.0)
     assert cremi_score(gt, gt) == 0.0
 
 
@@ -293,23 +297,23 @@ def test_voi_and_arand_merge():
     seg = np.ones((2, 2), int)
     # H(seg | gt) = 0 (each gt neuron lies in one segment);
     # H(gt | seg) = -sum p log2 p(gt | seg) = -(1/2 log2 1/2 + 1/2 log2 1/2) = 1 bit
-    assert voi(seg, gt) == pytest.approx((0.0, 1.0))
+    assert voi(gt, seg) == pytest.approx((0.0, 1.0))
     # sum n_ij^2 = 2^2 + 2^2 = 8; sum s^2 = 4^2 = 16; sum t^2 = 8
     # precision = 8/16, recall = 8/8, F = 2 * 8 / (16 + 8) = 2/3
-    err, prec, rec = adapted_rand(seg, gt)
+    err, prec, rec = adapted_rand(gt, seg)
     assert (err, prec, rec) == pytest.approx((1 / 3, 0.5, 1.0))
-    assert adapted_rand_error(seg, gt) == pytest.approx(1 / 3)
-    assert cremi_score(seg, gt) == pytest.approx(np.sqrt((0 + 1) * (1 / 3)))
+    assert adapted_rand_error(gt, seg) == pytest.approx(1 / 3)
+    assert cremi_score(gt, seg) == pytest.approx(np.sqrt((0 + 1) * (1 / 3)))
 
 
 def test_voi_and_arand_split():
     gt = np.ones((2, 2), int)
     seg = np.array([[1, 1], [2, 2]])
     # H(seg | gt) = 1 bit (the neuron is cut in halves), H(gt | seg) = 0
-    assert voi(seg, gt) == pytest.approx((1.0, 0.0))
+    assert voi(gt, seg) == pytest.approx((1.0, 0.0))
     # precision = 8/8, recall = 8/16
-    assert adapted_rand(seg, gt) == pytest.approx((1 / 3, 1.0, 0.5))
-    scores = segmentation_scores(seg, gt)
+    assert adapted_rand(gt, seg) == pytest.approx((1 / 3, 1.0, 0.5))
+    scores = segmentation_scores(gt, seg)
     assert scores == pytest.approx(
         {"voi_split": 1.0, "voi_merge": 0.0, "arand": 1 / 3, "cremi": np.sqrt(1 / 3)}
     )
@@ -319,29 +323,29 @@ def test_volume_metrics_ignore_gt_zero_and_keep_pred_zero():
     # gt 0 voxels are excluded entirely: the bottom row does not matter
     gt = np.array([[1, 1], [0, 0]])
     seg = np.array([[5, 5], [6, 7]])
-    assert voi(seg, gt) == (0.0, 0.0) and adapted_rand_error(seg, gt) == 0.0
+    assert voi(gt, seg) == (0.0, 0.0) and adapted_rand_error(gt, seg) == 0.0
     # ...unless nothing is ignored: 3 segments over 4 voxels vs gt {1, 0}
-    assert voi(seg, gt, ignore_gt=())[0] == pytest.approx(0.5)  # 1/2 * H(6, 7 | gt 0) = 1/2
+    assert voi(gt, seg, ignore_true=())[0] == pytest.approx(0.5)  # 1/2 * H(6, 7 | gt 0) = 1/2
     # predicted 0 is one ordinary segment: it covers half of the neuron -> split of 1 bit
     gt = np.ones((2, 2), int)
-    assert voi(np.array([[0, 0], [1, 1]]), gt) == pytest.approx((1.0, 0.0))
+    assert voi(gt, np.array([[0, 0], [1, 1]])) == pytest.approx((1.0, 0.0))
     # an all-zero prediction is one segment covering the neuron: perfect
-    assert voi(np.zeros((2, 2), int), gt) == (0.0, 0.0)
+    assert voi(gt, np.zeros((2, 2), int)) == (0.0, 0.0)
     # everything ignored: nothing to score
     z = np.zeros((2, 2), int)
-    assert voi(seg, z) == (0.0, 0.0) and adapted_rand(seg, z) == (0.0, 1.0, 1.0)
+    assert voi(z, seg) == (0.0, 0.0) and adapted_rand(z, seg) == (0.0, 1.0, 1.0)
 
 
 def test_volume_metrics_validate_and_do_not_mutate():
     seg, gt = _blocky_pair(0)
     seg0, gt0 = seg.copy(), gt.copy()
-    segmentation_scores(seg, gt)
+    segmentation_scores(gt, seg)
     np.testing.assert_array_equal(seg, seg0)
     np.testing.assert_array_equal(gt, gt0)
-    with pytest.raises(ValueError, match="seg has shape"):
-        voi(seg[:-1], gt)
+    with pytest.raises(ValueError, match="true has shape"):
+        voi(gt, seg[:-1])
     with pytest.raises(TypeError):
-        adapted_rand(seg + 0.25, gt)
+        adapted_rand(gt, seg + 0.25)
 
 
 # ------------------------------------------------------------------------------------------
@@ -355,9 +359,9 @@ def test_voi_agrees_with_skimage(seed):
     # skimage: variation_of_information(im_true, im_test) -> [H(test|true), H(true|test)] in
     # bits; ignore_labels applies to its first argument only and defaults to ().
     sk = sk_variation_of_information(gt, seg, ignore_labels=(0,))
-    np.testing.assert_allclose(voi(seg, gt), sk, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(voi(gt, seg), sk, rtol=1e-10, atol=1e-12)
     sk_all = sk_variation_of_information(gt, seg)
-    np.testing.assert_allclose(voi(seg, gt, ignore_gt=()), sk_all, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(voi(gt, seg, ignore_true=()), sk_all, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -378,7 +382,34 @@ def test_adapted_rand_agrees_with_skimage(seed):
     assert (sk_first, sk_second) == pytest.approx((rec, prec), rel=1e-12)
     assert sk_err == pytest.approx(1 - 2 * prec * rec / (prec + rec), rel=1e-12)
     # with self-pairs included (ours) the values differ only slightly for these segment sizes
-    err, p, r = adapted_rand(seg, gt)
+    err, p, r = adapted_rand(gt, seg)
     assert err == pytest.approx(sk_err, abs=0.01)
     assert (p, r) == pytest.approx((prec, rec), abs=0.01)
     assert p < 1.0 and r < 1.0  # the blocky pair has both merges and splits
+
+
+def test_truth_first_a_known_split_and_a_known_merge_move_their_own_numbers():
+    """Every metric takes (true, pred). A prediction that cuts a true neuron in two costs
+    split error only; one that fuses two true neurons costs merge error only. Passed by
+    keyword or by position, the same numbers come back."""
+    true = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    split = np.array([[1, 1, 2, 2], [1, 1, 2, 3]])  # neuron 2 cut into 3 + 1 voxels
+    merge = np.array([[1, 1, 1, 1], [1, 1, 1, 1]])  # neurons 1 and 2 fused
+    s = segmentation_scores(true, split)
+    h = -(0.75 * np.log2(0.75) + 0.25 * np.log2(0.25))  # entropy of the 3 + 1 cut, bits
+    assert s["voi_split"] == pytest.approx(0.5 * h) and s["voi_merge"] == 0.0
+    m = segmentation_scores(true, merge)
+    assert m["voi_merge"] == pytest.approx(1.0) and m["voi_split"] == 0.0
+    assert segmentation_scores(true=true, pred=split) == s
+    assert voi(true=true, pred=merge) == (m["voi_split"], m["voi_merge"])
+    # Rand: a split lowers recall, a merge lowers precision
+    _, p_split, r_split = adapted_rand(true, split)
+    _, p_merge, r_merge = adapted_rand(true, merge)
+    assert p_split == 1.0 and r_split < 1.0
+    assert r_merge == 1.0 and p_merge < 1.0
+    # instance matching, truth first too: the split's extra piece is a false positive, the
+    # fused object matches neither neuron (IoU 0.5 is not above 0.5): two false negatives
+    ms = matching(true=true, pred=split)
+    assert (ms.tp, ms.fp, ms.fn) == (2, 1, 0)
+    mm = matching(true=true, pred=merge)
+    assert (mm.tp, mm.fp, mm.fn) == (0, 1, 2)

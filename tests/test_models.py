@@ -1,4 +1,4 @@
-"""Tests for neuroseg.models: U-Net shapes, freezing, heads, model folders, seeding."""
+"""Tests for neuroseg.nets.unet: U-Net shapes, freezing, heads, model folders, seeding."""
 
 from __future__ import annotations
 
@@ -8,18 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from neuroseg.models import (
-    ModelError,
-    UNet,
-    build_unet,
+from neuroseg.nets.folder import load_model, read_model_meta, save_model
+from neuroseg.nets.layers import (
     conv_layers,
     freeze_all_but_last,
-    load_model,
-    read_model_meta,
     replace_head,
-    save_model,
     trainable_parameter_names,
 )
+from neuroseg.nets.unet import ModelError, UNet, build_unet
 
 SMALL_2D = {"ndim": 2, "depth": 2, "base_features": 4}
 ANISO_3D = {"ndim": 3, "depth": 3, "base_features": 4, "pool_factors": [(1, 2, 2), (2, 2, 2)]}
@@ -265,7 +261,7 @@ def _trained_looking(model: UNet) -> UNet:
 
 @pytest.mark.parametrize("in_channels", [2, 3])
 def test_widen_input_same_output_on_duplicated_input(in_channels):
-    from neuroseg.models import widen_input
+    from neuroseg.nets.layers import widen_input
 
     source = _trained_looking(build_unet({**SMALL_2D, "out_channels": 2}, seed=0))
     source.meta = {"target": "boundaries", "pixel_nm": 10.0}
@@ -298,7 +294,7 @@ def test_widen_input_same_output_on_duplicated_input(in_channels):
 
 
 def test_widen_input_spreads_filters_over_channels():
-    from neuroseg.models import widen_input
+    from neuroseg.nets.layers import widen_input
 
     source = build_unet({**SMALL_2D, "norm": None}, seed=0)
     wide = widen_input(source, 3)
@@ -311,7 +307,7 @@ def test_widen_input_spreads_filters_over_channels():
 
 
 def test_widen_input_from_two_channels_and_folder_round_trip(tmp_path):
-    from neuroseg.models import widen_input
+    from neuroseg.nets.layers import widen_input
 
     source = _trained_looking(build_unet({**SMALL_2D, "in_channels": 2}, seed=3))
     wide = widen_input(source, 4).eval()
@@ -325,7 +321,7 @@ def test_widen_input_from_two_channels_and_folder_round_trip(tmp_path):
 
 
 def test_widen_input_rejects_bad_arguments():
-    from neuroseg.models import widen_input
+    from neuroseg.nets.layers import widen_input
 
     with pytest.raises(TypeError, match="UNet"):
         widen_input(nn.Conv2d(1, 1, 3), 2)

@@ -1,4 +1,4 @@
-"""Tests of neuroseg.morphometrics on drawn fibres of known size.
+"""Tests of neuroseg.measure.morphometrics on drawn fibres of known size.
 
 Tolerances: a digital disc of radius r has an area within ~r pixels of pi r^2, so equivalent
 diameters are good to well under a pixel; diameters are checked to 1 pixel (0.1 µm at the
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from neuroseg.morphometrics import (
+from neuroseg.measure.morphometrics import (
     COLUMNS,
     assign_myelin,
     axon_morphometrics,

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from neuroseg import pipeline
+from neuroseg import paths, pipeline
 
 NOTEBOOKS = pipeline.NOTEBOOKS
 NAMES = pipeline.notebook_names()
@@ -247,7 +247,6 @@ if fail:
 
 
 def test_run_notebook_records_outputs_and_removes_them_on_failure(outputs, tmp_path, monkeypatch):
-    from neuroseg import paths
 
     notebooks = tmp_path / "notebooks"
     _tiny_notebook(notebooks, TINY_BODY)

@@ -9,7 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuroseg import paths, report
+from neuroseg import paths
+from neuroseg.measure import timing
+from neuroseg.report import results
+from neuroseg.report.results import (
+    axon_myelin_figure,
+    load_metrics,
+    machine_description,
+    nucleus_figure,
+    segmentation_figure,
+    timing_devices,
+    timing_figure,
+    transfer_figure,
+    write_readme,
+)
 
 matplotlib.use("Agg")
 
@@ -43,7 +56,7 @@ def _verdict(items, source):
 
 
 def test_verdicts_follow_the_numbers():
-    items = report.claims(_metrics())
+    items = results.claims(_metrics())
     assert _verdict(items, "SomaNet") == ["reproduced"]
     # CPU first: 3x faster but worse accuracy; H100: 2.5x faster at CREMI within 5 %
     assert _verdict(items, "Know Your Neighbour") == ["partly reproduced", "reproduced"]
@@ -51,7 +64,7 @@ def test_verdicts_follow_the_numbers():
     assert not any("missed" in c.measured for c in items if c.source == "AxonDeepSeg")
     assert _verdict(items, "WEBKNOSSOS") == ["not measured"]
 
-    worse = report.claims(_metrics(**{
+    worse = results.claims(_metrics(**{
         "10_nucleus_pretraining": {"val_pixel_iou": 0.4, "test_precision": 0.5, "test_accuracy": 0.5},
         "50_axon_myelin": {"sem_dice_axon": 0.7, "sem_dice_myelin": 0.82, "sem_gratio_mad": 0.09},
     }))
@@ -61,25 +74,25 @@ def test_verdicts_follow_the_numbers():
     assert "targets missed: Dice axon 0.7000 (target >= 0.85), g-ratio difference 0.0900" in c.measured
     assert "Dice myelin 0.8200" not in c.measured
     # just under a target: shown to four digits, so that 0.850 is not read as met
-    under = report.claims(_metrics(**{
+    under = results.claims(_metrics(**{
         "50_axon_myelin": {"sem_dice_axon": 0.84962, "sem_dice_myelin": 0.82, "sem_gratio_mad": 0.03}}))
     (c,) = [c for c in under if c.source == "AxonDeepSeg"]
     assert c.verdict == "partly reproduced"
     assert c.measured.endswith("SEM targets missed: Dice axon 0.8496 (target >= 0.85)")
     assert "shift" not in c.measured  # no bias recorded
-    shifted = report.claims(_metrics(**{"50_axon_myelin": {
+    shifted = results.claims(_metrics(**{"50_axon_myelin": {
         "sem_dice_axon": 0.9, "sem_dice_myelin": 0.9, "sem_gratio_mad": 0.07, "sem_gratio_bias": -0.061}}))
     (c,) = [c for c in shifted if c.source == "AxonDeepSeg"]
     assert "g-ratio difference 0.070, mean g-ratio shift -0.061 (predicted minus manual)" in c.measured
     # JSON null (no axon compared): shown as a dash, and it fails its target
-    nothing = report.claims({"50_axon_myelin": {"sem_dice_axon": 0.9, "sem_dice_myelin": 0.9,
+    nothing = results.claims({"50_axon_myelin": {"sem_dice_axon": 0.9, "sem_dice_myelin": 0.9,
                                                 "sem_gratio_mad": None}})
     (c,) = [c for c in nothing if c.source == "AxonDeepSeg"]
     assert c.verdict == "partly reproduced" and "g-ratio difference —" in c.measured
 
 
 def test_missing_results_are_not_measured():
-    items = report.claims({})
+    items = results.claims({})
     assert {c.verdict for c in items} == {"not measured"}
     assert {c.source for c in items} == {"SomaNet", "Know Your Neighbour", "WEBKNOSSOS", "AxonDeepSeg"}
 
@@ -89,15 +102,15 @@ def test_webknossos_verdict_compares_3d_with_2d_on_each_volume():
                 "gala_40nm_cremi": 0.6, "gala_40nm_setting": "cc@0.8"}
     linking = {"fib25_test_40nm_predicted_cremi_learned": 1.0,
                "gala_40nm_predicted_cremi_learned": 0.5}
-    items = report.claims({"35_affinities_3d_summary": baseline, "30_slice_linking_summary": linking})
+    items = results.claims({"35_affinities_3d_summary": baseline, "30_slice_linking_summary": linking})
     (c,) = [c for c in items if c.source == "WEBKNOSSOS"]
     assert c.verdict == "partly reproduced"
     assert "gala 40nm: 3D 0.600 (cc@0.8) vs 2D 0.500" in c.measured
 
 
 def test_timing_devices_cpu_first():
-    assert report.timing_devices(_metrics()) == ["cpu", "h100"]
-    assert report.timing_devices({"40_timing_cpu_stages": pd.DataFrame()}) == []
+    assert timing_devices(_metrics()) == ["cpu", "h100"]
+    assert timing_devices({"40_timing_cpu_stages": pd.DataFrame()}) == []
 
 
 def test_load_metrics_and_readme(outputs):
@@ -110,10 +123,10 @@ def test_load_metrics_and_readme(outputs):
     figures = paths.figures_dir("quick")
     figures.mkdir(parents=True)
     (figures / "50_sem_gratio.png").write_bytes(b"png")
-    m = report.load_metrics("quick")
+    m = load_metrics("quick")
     assert set(m) == {"50_axon_myelin", "50_axon_myelin_comparison"}
     assert isinstance(m["50_axon_myelin_comparison"], pd.DataFrame)
-    out = report.write_readme(m, profile="quick", machine="test machine")
+    out = write_readme(m, profile="quick", machine="test machine")
     text = out.read_text()
     assert out == paths.reports_dir("quick") / "README.md"
     assert "test machine" in text and "profile **quick**" in text
@@ -133,13 +146,13 @@ def test_figures_draw():
                           "test_iou": [0.1, 0.3, 0.2, 0.25]})
     linking = pd.DataFrame({"volume": ["v"], "z_nm": [40.0], "segments": ["oracle"],
                             "method": ["learned"], "cremi": [0.2]})
-    fig4, table = report.segmentation_figure(linking, {"v_40nm_cremi": 0.5, "v_40nm_setting": "cc@0.5"})
+    fig4, table = segmentation_figure(linking, {"v_40nm_cremi": 0.5, "v_40nm_setting": "cc@0.5"})
     assert sorted(table["route"]) == ["2D oracle segments + learned linking", "3D affinities (cc@0.5)"]
     comparison = pd.DataFrame({"modality": ["sem", "sem"], "init": ["scratch", "pretrained"],
                                "chosen": [False, True], "test_dice_myelin": [0.8, 0.82],
                                "test_dice_axon": [0.85, 0.9], "test_dice_mean": [0.8, 0.9]})
-    figs = [report.nucleus_figure(history, somanet), report.transfer_figure({"soma": curve}),
-            fig4, report.timing_figure(_metrics(), ["cpu"]), report.axon_myelin_figure(comparison)]
+    figs = [nucleus_figure(history, somanet), transfer_figure({"soma": curve}),
+            fig4, timing_figure(_metrics(), ["cpu"]), axon_myelin_figure(comparison)]
     for f in figs:
         assert f.axes
         plt.close(f)
@@ -154,7 +167,7 @@ def test_axon_myelin_figure_shows_the_refit_beside_the_inits():
         "chosen": [True, False, False], "final": [False, False, True],
         "test_dice_myelin": [0.8, 0.78, 0.81], "test_dice_axon": [0.82, 0.8, 0.84],
     })
-    fig = report.axon_myelin_figure(comparison)
+    fig = axon_myelin_figure(comparison)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts() if t.get_text() != "target"]
     assert labels == ["scratch (chosen on val)", "pretrained",
@@ -166,7 +179,7 @@ def test_axon_myelin_figure_shows_the_refit_beside_the_inits():
 
 @pytest.mark.parametrize("bad", [None, float("nan")])
 def test_format_of_missing_numbers(bad):
-    assert report._fmt(bad) == "—"
+    assert results._fmt(bad) == "—"
 
 
 def test_machine_description_names_processor_memory_and_versions():
@@ -174,9 +187,8 @@ def test_machine_description_names_processor_memory_and_versions():
 
     import torch
 
-    from neuroseg import timing
 
-    text = report.machine_description()
+    text = machine_description()
     assert timing.device_name("cpu") in text
     assert "GiB RAM" in text
     assert f"torch {torch.__version__}" in text and platform.python_version() in text
@@ -187,12 +199,12 @@ def test_readme_timing_section_names_how_the_networks_ran(tmp_path, monkeypatch)
     monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path / "reports"))
     t = {**_timing(3.0, 1.05, 0.69), "speed_2d": "bf16, channels-last, batch 8",
          "speed_3d": "fp32, batch 2", "speed_work_2d_speedup": 1.8, "speed_work_3d_speedup": 1.25}
-    text = report.write_readme({"40_timing_cuda": t}, profile="quick", machine="m").read_text()
+    text = write_readme({"40_timing_cuda": t}, profile="quick", machine="m").read_text()
     assert ("2D networks: bf16, channels-last, batch 8; 3D network: fp32, batch 2; "
             "speed work against fp32 eager: 2D x1.80, 3D x1.25") in text
 
 
 def test_number_formatting_golden():
-    assert [report._fmt(v) for v in (525.0, 1.6e-05, 0.0, 0.76565, 3, 1.0, None, float("nan"))] == [
+    assert [results._fmt(v) for v in (525.0, 1.6e-05, 0.0, 0.76565, 3, 1.0, None, float("nan"))] == [
         "525", "1.6e-05", "0.000", "0.766", "3", "1", "—", "—"]
-    assert [report._fmt(v) for v in (True, np.False_)] == ["yes", "no"]
+    assert [results._fmt(v) for v in (True, np.False_)] == ["yes", "no"]

@@ -1,4 +1,4 @@
-"""Tests of neuroseg.resample: shapes, round trips, anti-aliasing and the pixel-size check."""
+"""Tests of neuroseg.data.resample: shapes, round trips, anti-aliasing and the pixel-size check."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import warnings
 import numpy as np
 import pytest
 
-from neuroseg.metrics import pixel_iou
-from neuroseg.resample import (
+from neuroseg.data.resample import (
     PixelSizeWarning,
     check_pixel_size,
     resample_image,
     resample_labels,
     resampled_shape,
 )
+from neuroseg.measure.overlap import pixel_iou
 
 
 def _discs(shape=(203, 257)):

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuroseg import data, datasets, inference, instances, models, prep, slice_linking
-from neuroseg.slice_linking import EMVolume, error_map
+from neuroseg.data.catalogue import require
+from neuroseg.data.em_slices import FIB25
+from neuroseg.data.em_volumes import GALA, EMVolume, load_volumes
+from neuroseg.data.labels import connected_components_per_slice
+from neuroseg.data.readers import read_cremi
+from neuroseg.experiments import slice_linking
+from neuroseg.experiments.data_preparation import FIB25_SPLIT_X, make_splits, save_splits
+from neuroseg.measure.error_map import error_map
+from neuroseg.nets.unet import build_unet
+from neuroseg.segment.volume_2d import segments_2d
 
 # --------------------------------------------------------------------------------------------
 # error_map
@@ -38,7 +46,7 @@ from neuroseg.slice_linking import EMVolume, error_map
     ],
 )
 def test_error_map_golden(seg, gt, expected):
-    out = error_map(np.array([seg]), np.array([gt]))
+    out = error_map(np.array([gt]), np.array([seg]))
     assert out.dtype == np.uint8
     assert out.tolist() == [expected]
 
@@ -46,7 +54,7 @@ def test_error_map_golden(seg, gt, expected):
 def test_error_map_tie_for_largest_segment():
     # neuron 2 is half in segment 1, half in segment 2: exactly one half is its main piece.
     # (The docstring's example says [[0, 0, 2, 0]] here, which would make both halves main.)
-    out = error_map(np.array([[1, 1, 1, 2]]), np.array([[1, 1, 2, 2]]))[0]
+    out = error_map(np.array([[1, 1, 2, 2]]), np.array([[1, 1, 1, 2]]))[0]
     assert out[:2].tolist() == [0, 0]
     assert out[2] & 2  # segment 1's main neuron is 1: voxel 2 is a merge voxel
     assert (out[2] & 1) + (out[3] & 1) == 1  # one of the two halves is a split voxel
@@ -60,7 +68,7 @@ def test_error_map_3d_keeps_shape_and_inputs():
     seg = gt.astype(np.uint32).copy()
     seg[1, :, 1:3] = 9  # the second slice: a segment across both neurons, minority of each
     before = seg.copy(), gt.copy()
-    out = error_map(seg, gt)
+    out = error_map(gt, seg)
     assert out.shape == (2, 3, 4) and out.dtype == np.uint8
     assert not out[0].any()
     # segment 9 (6 voxels): 3 of neuron 1, 3 of neuron 2 -> one of them (tie) is its main
@@ -128,7 +136,7 @@ def test_segments_for_oracle_and_errors():
     gt[1, :, 4:] = 5  # slice 1: neuron 5 in two pieces
     vol = EMVolume("toy", np.zeros(gt.shape, np.uint8), gt, (10.0, 10.0, 10.0), {})
     seg = slice_linking.segments_for(vol, "oracle")
-    np.testing.assert_array_equal(seg, instances.connected_components_per_slice(gt))
+    np.testing.assert_array_equal(seg, connected_components_per_slice(gt))
     assert [len(np.unique(s)) - 1 for s in seg] == [1, 2]
     with pytest.raises(ValueError, match="need the 2D EM model"):
         slice_linking.segments_for(vol, "predicted")
@@ -137,13 +145,13 @@ def test_segments_for_oracle_and_errors():
 
 
 def test_segments_for_predicted_uses_the_volume_resolution():
-    net = models.build_unet({"ndim": 2, "depth": 2, "base_features": 4}, seed=0).eval()
+    net = build_unet({"ndim": 2, "depth": 2, "base_features": 4}, seed=0).eval()
     net.meta = {"target": "boundaries", "pixel_nm": 10.0, "postprocess": {"threshold": 0.5}}
     raw = np.random.default_rng(0).integers(0, 255, (2, 16, 16), dtype=np.uint8)
     vol = EMVolume("toy", raw, np.zeros(raw.shape, np.uint64), (40.0, 20.0, 20.0), {})
     seg = slice_linking.segments_for(vol, "predicted", net)
     assert seg.shape == raw.shape and seg.dtype == np.uint32
-    expected = inference.segments_2d(net, raw, resolution=(40.0, 20.0, 20.0))
+    expected = segments_2d(net, raw, resolution=(40.0, 20.0, 20.0))
     np.testing.assert_array_equal(seg, expected)
 
 
@@ -154,10 +162,10 @@ def test_segments_for_predicted_uses_the_volume_resolution():
 
 @pytest.mark.data
 def test_load_volumes_follows_the_split(data_root, outputs):
-    prep.save_splits(prep.make_splits(seed=0))
-    vols = slice_linking.load_volumes(max_slices=8, max_yx=32)
+    save_splits(make_splits(seed=0))
+    vols = load_volumes(max_slices=8, max_yx=32)
     assert list(vols) == ["train", "val", "fib25_test", "gala"]
-    fib = data.read_cremi(datasets.require(slice_linking.FIB25) / "sample2.h5")
+    fib = read_cremi(require(FIB25) / "sample2.h5")
     expected = {
         "train": (np.s_[0:8, 0:32, 0:32], "train", [0, 200], [0, 125]),
         "val": (np.s_[200:208, 0:32, 0:32], "val", [200, 250], [0, 125]),
@@ -167,7 +175,7 @@ def test_load_volumes_follows_the_split(data_root, outputs):
         vol = vols[key]
         assert vol.raw.shape == vol.gt.shape == (8, 32, 32), key
         assert vol.resolution == (10.0, 10.0, 10.0)
-        assert vol.region["part"] == part and vol.region["dataset"] == slice_linking.FIB25
+        assert vol.region["part"] == part and vol.region["dataset"] == FIB25
         assert vol.region["z"] == z and vol.region["x"] == x
         np.testing.assert_array_equal(vol.raw, fib.raw[sl])
         np.testing.assert_array_equal(vol.gt, fib.labels[sl])
@@ -175,10 +183,10 @@ def test_load_volumes_follows_the_split(data_root, outputs):
     # the three FIB-25 parts are disjoint: train and val split z below x = 125, test is x >= 125
     train, val, test = (vols[k].region for k in ("train", "val", "fib25_test"))
     assert train["z"][1] <= val["z"][0]
-    assert max(train["x"][1], val["x"][1]) <= test["x"][0] == prep.FIB25_SPLIT_X
+    assert max(train["x"][1], val["x"][1]) <= test["x"][0] == FIB25_SPLIT_X
     gala = vols["gala"]
     assert gala.raw.shape == gala.gt.shape == (8, 32, 32)
-    assert gala.region == {"dataset": slice_linking.GALA, "part": "test"}
+    assert gala.region == {"dataset": GALA, "part": "test"}
     # the subsampled validation part keeps its place in the split
     sub = vols["val"].subsampled(40, offset=1)
     np.testing.assert_array_equal(sub.raw, fib.raw[201:208:4, 0:32, 0:32])
@@ -187,4 +195,4 @@ def test_load_volumes_follows_the_split(data_root, outputs):
 @pytest.mark.data
 def test_load_volumes_needs_the_split(data_root, outputs):
     with pytest.raises(FileNotFoundError, match="00_data_preparation"):
-        slice_linking.load_volumes(max_slices=2, max_yx=8)
+        load_volumes(max_slices=2, max_yx=8)

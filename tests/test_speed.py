@@ -1,13 +1,13 @@
-"""neuroseg.speed: how a network is run (precision, memory layout, compilation)."""
+"""neuroseg.nets.speed: how a network is run (precision, memory layout, compilation)."""
 
 import numpy as np
 import pytest
 import torch
 
-from neuroseg import inference
-from neuroseg.linker import AffinityLinker
-from neuroseg.models import UNet
-from neuroseg.speed import Accelerated, Speed, accelerate
+from neuroseg.linking.learned import AffinityLinker
+from neuroseg.nets.predict import predict_stack
+from neuroseg.nets.speed import Accelerated, Speed, accelerate
+from neuroseg.nets.unet import UNet
 
 
 def _net(ndim=2, in_channels=1, seed=0):
@@ -56,8 +56,8 @@ def test_accelerated_model_is_a_drop_in_for_prediction_and_the_linker():
     assert fast.config == net.config and fast.meta == net.meta
     assert fast.required_multiple == net.required_multiple
     stack = np.random.default_rng(0).random((3, 1, 20, 20), dtype=np.float32)
-    np.testing.assert_allclose(inference.predict_stack(fast, stack, batch_size=2),
-                               inference.predict_stack(net, stack), atol=1e-5)
+    np.testing.assert_allclose(predict_stack(fast, stack, batch_size=2),
+                               predict_stack(net, stack), atol=1e-5)
     linker = AffinityLinker(accelerate(_net(in_channels=2), Speed()))
     assert linker.affinities(np.zeros((2, 16, 16), np.uint8), [(0, 1)]).shape == (1, 16, 16)
     # wrapping twice wraps the model once

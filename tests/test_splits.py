@@ -1,4 +1,4 @@
-"""Tests of neuroseg.splits: seeded splits, stratification, records on disk, regions."""
+"""Tests of neuroseg.data.splits: seeded splits, stratification, records on disk, regions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from neuroseg import splits
+from neuroseg.data import splits
 
 IDS = [f"img{i:03d}" for i in range(40)]
 

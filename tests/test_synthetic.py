@@ -1,4 +1,4 @@
-"""Tests of neuroseg.synthetic: seeded, dense, connected test data with known answers."""
+"""Tests of neuroseg.data.synthetic: seeded, dense, connected test data with known answers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from neuroseg.synthetic import neurites_3d, nuclei_2d
+from neuroseg.data.synthetic import neurites_3d, nuclei_2d
 
 
 def _components(mask: np.ndarray) -> int:

@@ -1,4 +1,4 @@
-"""neuroseg.timing: ``measure`` (one call's result, seconds and peak extra memory), ``benchmark``
+"""neuroseg.measure.timing: ``measure`` (one call's result, seconds and peak extra memory), ``benchmark``
 and ``Timing`` (fake clock and sync, never real timings), peak FLOP/s, FLOP counts and the
 recorded environment."""
 
@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuroseg.models import UNet
-from neuroseg.timing import (
+from neuroseg.measure.timing import (
     PEAK_TFLOPS,
     Measured,
     Timing,
@@ -30,6 +29,7 @@ from neuroseg.timing import (
     model_flop_utilisation,
     peak_flops,
 )
+from neuroseg.nets.unet import UNet
 
 
 def test_returns_the_result_and_passes_arguments():

@@ -7,8 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from neuroseg import augment, loaders, models, synthetic, train
-from neuroseg.instances import fg_contour_targets
+from neuroseg.data import synthetic
+from neuroseg.data.images import normalize, to_grey
+from neuroseg.nets import augment, loaders, train, transfer
+from neuroseg.nets.folder import load_model
+from neuroseg.nets.layers import freeze_all_but_last
+from neuroseg.nets.unet import ModelError, UNet, build_unet
+from neuroseg.segment.instances import fg_contour_targets
 
 TINY = {"ndim": 2, "in_channels": 1, "out_channels": 2, "depth": 2, "base_features": 4}
 
@@ -29,7 +34,7 @@ def _datasets(seed=0):
 
 
 def _fit(folder, *, epochs=3, seed=0, options=None, **kw):
-    model = models.build_unet(TINY, seed=seed)
+    model = build_unet(TINY, seed=seed)
     tr, va = _datasets(seed)
     config = train.TrainConfig(
         epochs=epochs, batch_size=4, lr=1e-2, seed=seed, device="cpu", **(options or {})
@@ -55,7 +60,7 @@ def test_fit_writes_model_folder_and_history(tmp_path):
     assert list(frame.epoch) == [1, 2, 3]
     assert {"train_loss", "val_loss", "val_iou", "lr", "seconds"} <= set(frame.columns)
     assert frame.train_loss.iloc[-1] < frame.train_loss.iloc[0]
-    loaded = models.load_model(folder)
+    loaded = load_model(folder)
     assert loaded.meta["train_config"]["epochs"] == 3
     # the folder holds the best epoch's weights, and fit leaves them in the model
     assert _same_state(loaded.state_dict(), _state(folder, "best.pt"))
@@ -90,10 +95,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
 
 def test_resume_of_a_different_run(tmp_path):
     _fit(tmp_path / "m", epochs=2)
-    model = models.build_unet(TINY, seed=0)
+    model = build_unet(TINY, seed=0)
     tr, va = _datasets()
     other = train.TrainConfig(epochs=2, batch_size=4, lr=5e-3, device="cpu")
-    with pytest.raises(models.ModelError, match="different run"):
+    with pytest.raises(ModelError, match="different run"):
         train.fit(model, tr, va, config=other, folder=tmp_path / "m", progress=False)
     history = train.fit(
         model, tr, va, config=other, folder=tmp_path / "m", progress=False, resume="if_compatible"
@@ -106,13 +111,13 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     _fit(tmp_path / "m", epochs=1)
     last = tmp_path / "m" / "checkpoints" / "last.pt"
     last.write_bytes(b"not a checkpoint")
-    with pytest.raises(models.ModelError, match="last.pt"):
+    with pytest.raises(ModelError, match="last.pt"):
         _fit(tmp_path / "m", epochs=2)
 
 
 def test_frozen_layers_do_not_change(tmp_path):
-    model = models.build_unet(TINY, seed=0)
-    models.freeze_all_but_last(model, 1)
+    model = build_unet(TINY, seed=0)
+    freeze_all_but_last(model, 1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     tr, va = _datasets()
     config = train.TrainConfig(epochs=1, batch_size=4, lr=1e-2, device="cpu")
@@ -152,7 +157,7 @@ def test_config_validation():
 def test_bf16_channels_last_training_on_cpu(tmp_path, monkeypatch):
     fast = {"precision": "bf16", "channels_last": True}
     seen = []
-    forward = models.UNet.forward
+    forward = UNet.forward
 
     def spy(self, x):
         out = forward(self, x)
@@ -163,7 +168,7 @@ def test_bf16_channels_last_training_on_cpu(tmp_path, monkeypatch):
             seen.append((out.dtype, last))
         return out
 
-    monkeypatch.setattr(models.UNet, "forward", spy)
+    monkeypatch.setattr(UNet, "forward", spy)
     _, history = _fit(tmp_path / "a", epochs=2, options=fast)
     assert seen and all(s == (torch.bfloat16, True) for s in seen)
     assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in history)
@@ -174,28 +179,28 @@ def test_bf16_channels_last_training_on_cpu(tmp_path, monkeypatch):
     _fit(tmp_path / "b", epochs=2, options=fast)
     assert _same_state(_state(tmp_path / "a"), _state(tmp_path / "b"))
     assert not _same_state(_state(tmp_path / "a"), _state(tmp_path / "plain"))
-    loaded = models.load_model(tmp_path / "a")
+    loaded = load_model(tmp_path / "a")
     assert all(v.dtype == torch.float32 for v in loaded.state_dict().values() if v.is_floating_point())
     x = torch.rand(1, 1, 32, 32)
     assert loaded.eval()(x).shape == (1, 2, 32, 32)
 
 
 def test_new_options_at_their_default_keep_a_recorded_run(tmp_path):
-    model = models.build_unet(TINY, seed=0)
+    model = build_unet(TINY, seed=0)
     plain = train._run_identity(model, train.TrainConfig(), {})
     assert "precision" not in plain["config"] and "channels_last" not in plain["config"]
     fast = train._run_identity(model, train.TrainConfig(precision="bf16"), {})
     assert fast["config"]["precision"] == "bf16" and fast != plain
     # a finished run is not resumed under other speed options
     _fit(tmp_path / "m", epochs=1)
-    with pytest.raises(models.ModelError, match="different run"):
+    with pytest.raises(ModelError, match="different run"):
         _fit(tmp_path / "m", epochs=1, options={"channels_last": True})
 
 
 def test_keep_last_leaves_the_final_epoch_in_the_folder(tmp_path):
     """A refit keeps its last epoch, whatever the monitored loss did; the default keeps the
     best one. Both are resumable and skipped once finished."""
-    model = models.build_unet(TINY, seed=0)
+    model = build_unet(TINY, seed=0)
     tr, _ = _datasets(0)
     # lr so large (and constant) that the last of 4 epochs is not the lowest training loss
     config = train.TrainConfig(epochs=4, batch_size=4, lr=1.0, schedule=None, seed=0, device="cpu",
@@ -203,28 +208,28 @@ def test_keep_last_leaves_the_final_epoch_in_the_folder(tmp_path):
     history = train.fit(model, tr, None, config=config, folder=tmp_path / "last", progress=False)
     losses = [row["train_loss"] for row in history]
     assert int(np.argmin(losses)) + 1 != len(losses), losses
-    loaded = models.load_model(tmp_path / "last")
+    loaded = load_model(tmp_path / "last")
     assert loaded.meta["weights_epoch"] == 4
     assert loaded.meta["best_epoch"] == int(np.argmin(losses)) + 1
     assert _same_state(loaded.state_dict(), _state(tmp_path / "last", "last.pt"))
     assert _same_state(model.state_dict(), loaded.state_dict())
     assert not _same_state(loaded.state_dict(), _state(tmp_path / "last", "best.pt"))
     # the same run with keep="best" holds the best epoch; the option is part of the identity
-    best = models.build_unet(TINY, seed=0)
+    best = build_unet(TINY, seed=0)
     train.fit(best, tr, None, config=dataclasses.replace(config, keep="best"), folder=tmp_path / "best",
               progress=False)
-    assert models.load_model(tmp_path / "best").meta["weights_epoch"] == int(np.argmin(losses)) + 1
-    with pytest.raises(models.ModelError, match="different run"):
-        train.fit(models.build_unet(TINY, seed=0), tr, None, config=config, folder=tmp_path / "best",
+    assert load_model(tmp_path / "best").meta["weights_epoch"] == int(np.argmin(losses)) + 1
+    with pytest.raises(ModelError, match="different run"):
+        train.fit(build_unet(TINY, seed=0), tr, None, config=config, folder=tmp_path / "best",
                   progress=False)
     # a finished keep="last" run returns at once, the last weights in the model
-    again = models.build_unet(TINY, seed=1)
+    again = build_unet(TINY, seed=1)
     assert len(train.fit(again, tr, None, config=config, folder=tmp_path / "last", progress=False)) == 4
     assert _same_state(again.state_dict(), loaded.state_dict())
 
 
 def test_dataset_too_small_for_a_batch(tmp_path):
-    model = models.build_unet(TINY, seed=0)
+    model = build_unet(TINY, seed=0)
     tr, _ = _datasets()
     config = train.TrainConfig(epochs=1, batch_size=16, device="cpu")
     with pytest.raises(ValueError, match="fewer than one batch"):
@@ -260,19 +265,18 @@ def test_random_crop_pads_small_images():
 
 
 def test_normalize_and_grey():
-    assert loaders.normalize(np.array([[0, 50], [100, 100]]), pmin=0, pmax=100).tolist() == [
+    assert normalize(np.array([[0, 50], [100, 100]]), pmin=0, pmax=100).tolist() == [
         [0.0, 0.5], [1.0, 1.0]]
     with pytest.raises(ValueError, match="NaN"):
-        loaders.normalize(np.array([0.0, np.nan]))
+        normalize(np.array([0.0, np.nan]))
     rgb = np.zeros((2, 2, 3), np.uint8)
     rgb[..., 1] = 100
-    assert np.allclose(loaders.to_grey(rgb), 71.54)
+    assert np.allclose(to_grey(rgb), 71.54)
     with pytest.raises(ValueError, match="2D grey or RGB"):
-        loaders.to_grey(np.zeros((2, 2, 2, 2)))
+        to_grey(np.zeros((2, 2, 2, 2)))
 
 
 def _fit_transfer(source, folder, *, epochs=2):
-    from neuroseg import transfer
 
     model = transfer.from_pretrained(source, out_channels=2, layers=1, seed=0)
     tr, va = _datasets()

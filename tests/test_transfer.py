@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from neuroseg import loaders, models, paths, synthetic, train, transfer
-from neuroseg.instances import boundary_targets, fg_contour_targets
+from neuroseg import paths
+from neuroseg.data import synthetic
+from neuroseg.nets import loaders, train, transfer
+from neuroseg.nets.folder import load_model, read_model_meta, save_model
+from neuroseg.nets.layers import conv_layers, trainable_parameter_names
+from neuroseg.nets.unet import ModelError, build_unet
+from neuroseg.segment.instances import boundary_targets, fg_contour_targets
 
 TINY = {
     "ndim": 2,
@@ -71,7 +76,7 @@ def _expected_trainable(model, k):
     modules = dict(model.named_modules())
     names = {id(m): n for n, m in modules.items()}
     out = set()
-    for conv in [names[id(m)] for m in models.conv_layers(model)][-k:]:
+    for conv in [names[id(m)] for m in conv_layers(model)][-k:]:
         out |= {f"{conv}.{p}" for p, _ in modules[conv].named_parameters()}
         parent, _, leaf = conv.rpartition(".")
         if leaf.startswith("conv"):  # convN of a block is followed by normN
@@ -84,7 +89,7 @@ def _expected_trainable(model, k):
 def pretrained(tmp_path_factory):
     """A nucleus model folder as 10_nucleus_pretraining writes it: fit, then post-processing."""
     folder = tmp_path_factory.mktemp("pretraining") / "nucleus_unet"
-    model = models.build_unet(TINY, seed=0)
+    model = build_unet(TINY, seed=0)
     train.fit(
         model,
         _crops(fg_contour_targets),
@@ -94,40 +99,40 @@ def pretrained(tmp_path_factory):
         meta=META,
         progress=False,
     )
-    trained = models.load_model(folder)
-    models.save_model(trained, folder, meta={**trained.meta, "postprocess": POSTPROCESS})
+    trained = load_model(folder)
+    save_model(trained, folder, meta={**trained.meta, "postprocess": POSTPROCESS})
     return folder
 
 
 @pytest.fixture(scope="module")
 def source_state(pretrained):
-    return models.load_model(pretrained).state_dict()
+    return load_model(pretrained).state_dict()
 
 
 def test_fixture_is_a_pretraining_folder(pretrained):
     names = {str(p) for p in _folder_bytes(pretrained)}
     assert {"config.json", "weights.pt", "env.json", "history.csv"} <= names
     assert {"checkpoints/last.pt", "checkpoints/best.pt"} <= names
-    meta = models.read_model_meta(pretrained)
+    meta = read_model_meta(pretrained)
     assert meta["target"] == "fg_contour" and meta["postprocess"] == POSTPROCESS
     assert meta["train_config"]["epochs"] == 1
     # trained: the BatchNorm statistics moved away from their initial values
     assert not torch.equal(
-        models.load_model(pretrained).encoders[0].norm1.running_mean, torch.zeros(4)
+        load_model(pretrained).encoders[0].norm1.running_mean, torch.zeros(4)
     )
 
 
 def test_new_head_keeps_every_other_weight(pretrained, source_state):
     before = _folder_bytes(pretrained)
     net = transfer.from_pretrained(pretrained, out_channels=1, layers=1)
-    assert net.config == {**models.load_model(pretrained).config, "out_channels": 1}
+    assert net.config == {**load_model(pretrained).config, "out_channels": 1}
     state = net.state_dict()
     assert state.keys() == source_state.keys()
     for name, value in source_state.items():
         if not name.startswith("head."):
             assert torch.equal(state[name], value), name
     assert state["head.weight"].shape == (1, 4, 1, 1)
-    assert models.trainable_parameter_names(net) == ["head.weight", "head.bias"]
+    assert trainable_parameter_names(net) == ["head.weight", "head.bias"]
     assert net.training and next(net.parameters()).device.type == "cpu"
     info = net.meta["transfer"]
     assert info["new_head"] is True and info["trainable_layers"] == 1
@@ -159,13 +164,13 @@ def test_same_channels_keep_the_trained_head(pretrained, source_state, out_chann
     assert net.meta["transfer"]["new_head"] is False
     assert net.meta["transfer"]["trainable_layers"] == "all"
     assert net.meta["postprocess"] == POSTPROCESS  # the source meta is kept
-    assert models.trainable_parameter_names(net) == [n for n, _ in net.named_parameters()]
+    assert trainable_parameter_names(net) == [n for n, _ in net.named_parameters()]
 
 
 def test_last_three_layers_and_their_norms_are_trainable(pretrained):
     net = transfer.from_pretrained(pretrained, out_channels=1, layers=3)
     assert transfer.layer_count(net) == 8
-    assert models.trainable_parameter_names(net) == LAST_3
+    assert trainable_parameter_names(net) == LAST_3
     assert set(LAST_3) == _expected_trainable(net, 3)
     frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
     assert "decoders.0.up.weight" in frozen and "encoders.1.norm2.weight" in frozen
@@ -174,7 +179,7 @@ def test_last_three_layers_and_their_norms_are_trainable(pretrained):
 @pytest.mark.parametrize("k", range(1, 9))
 def test_any_layer_count_freezes_the_rest(pretrained, k):
     net = transfer.from_pretrained(pretrained, out_channels=1, layers=k)
-    assert set(models.trainable_parameter_names(net)) == _expected_trainable(net, k)
+    assert set(trainable_parameter_names(net)) == _expected_trainable(net, k)
     assert net.meta["transfer"]["trainable_layers"] == k
 
 
@@ -214,7 +219,7 @@ def test_frozen_layers_and_their_statistics_stay_fixed_in_training(pretrained, t
     assert not torch.equal(net.head.weight, params["head.weight"])
     after = _norm_buffers(net)
     assert all(torch.equal(after[k], v) for k, v in stats.items())
-    saved = models.load_model(tmp_path / "ft").state_dict()
+    saved = load_model(tmp_path / "ft").state_dict()
     assert all(torch.equal(saved[k], v) for k, v in stats.items())
     assert saved.keys() == net.state_dict().keys()
 
@@ -251,10 +256,10 @@ def test_source_digest_follows_the_weights(pretrained, tmp_path):
     same = shutil.copytree(pretrained, tmp_path / "same")
     assert transfer.from_pretrained(same).meta["transfer"]["source_sha256"] == digest
     changed = shutil.copytree(pretrained, tmp_path / "changed")
-    model = models.load_model(changed)
+    model = load_model(changed)
     with torch.no_grad():
         model.encoders[0].conv1.weight.add_(0.01)
-    models.save_model(model, changed)
+    save_model(model, changed)
     other = transfer.from_pretrained(changed, out_channels=1)
     assert other.meta["transfer"]["source_sha256"] != digest
     assert not torch.equal(other.encoders[0].conv1.weight, net.encoders[0].conv1.weight)
@@ -280,14 +285,14 @@ def test_from_scratch(pretrained, source_state):
 def test_corrupt_or_missing_source_raises_model_error(pretrained, tmp_path):
     broken = shutil.copytree(pretrained, tmp_path / "broken")
     (broken / "weights.pt").write_bytes(b"not a torch file" * 10)
-    with pytest.raises(models.ModelError, match="weights.pt"):
+    with pytest.raises(ModelError, match="weights.pt"):
         transfer.from_pretrained(broken, out_channels=1, layers=1)
     truncated = shutil.copytree(pretrained, tmp_path / "truncated")
     data = (truncated / "weights.pt").read_bytes()
     (truncated / "weights.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(models.ModelError, match="weights.pt"):
+    with pytest.raises(ModelError, match="weights.pt"):
         transfer.from_pretrained(truncated)
-    with pytest.raises(models.ModelError, match="does not exist"):
+    with pytest.raises(ModelError, match="does not exist"):
         transfer.from_pretrained(tmp_path / "nowhere")
 
 
@@ -296,11 +301,11 @@ def test_quick_profile_nucleus_model():
     folder = paths.models_dir("quick") / "nucleus_unet"
     if not (folder / "config.json").is_file():
         pytest.skip(f"no quick-profile nucleus model at {folder} (run the quick profile first)")
-    source = models.load_model(folder)
+    source = load_model(folder)
     net = transfer.from_pretrained(folder, out_channels=1, layers=3)
     assert source.config["out_channels"] == 2 and net.config["out_channels"] == 1
     expected = _expected_trainable(net, 3)
-    assert set(models.trainable_parameter_names(net)) == expected
+    assert set(trainable_parameter_names(net)) == expected
     assert len(expected) == 8 and {"head.weight", "head.bias"} <= expected
     stats = _norm_buffers(net)
     train._train_mode(net)

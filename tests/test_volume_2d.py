@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from neuroseg import inference, models
-from neuroseg.linking import LinkResult
+from neuroseg.linking.graph import LinkResult
+from neuroseg.nets import predict
+from neuroseg.nets.scale import back_to_volume_scale, slices_at_model_scale
+from neuroseg.nets.unet import UNet, build_unet
+from neuroseg.segment import volume_2d
 
 BOUNDARY_META = {"target": "boundaries", "pixel_nm": 10.0, "postprocess": {"threshold": 0.5}}
 
@@ -15,12 +18,12 @@ BOUNDARY_META = {"target": "boundaries", "pixel_nm": 10.0, "postprocess": {"thre
 def _net(*, out_channels: int = 1, in_channels: int = 1, ndim: int = 2, meta=None):
     config = {"ndim": ndim, "in_channels": in_channels, "out_channels": out_channels,
               "depth": 2, "base_features": 4}
-    net = models.build_unet(config, seed=0).eval()
+    net = build_unet(config, seed=0).eval()
     net.meta = dict(BOUNDARY_META if meta is None else meta)
     return net
 
 
-class _MembraneNet(models.UNet):
+class _MembraneNet(UNet):
     """A 2D 'boundary model' whose logits are ``20 * (input - 0.5)``: bright = membrane.
 
     Records the spatial shape of every input it sees.
@@ -60,10 +63,10 @@ def test_predict_stack_equals_predict_on_each_slice():
     model = _net(out_channels=2)
     stack = np.random.default_rng(0).random((5, 1, 18, 22), dtype=np.float32)
     before = stack.copy()
-    out = inference.predict_stack(model, stack, batch_size=2)
+    out = predict.predict_stack(model, stack, batch_size=2)
     assert out.shape == (5, 2, 18, 22) and out.dtype == np.float32
     for x, y in zip(stack, out):
-        np.testing.assert_allclose(y, inference.predict(model, x, tile=None), atol=1e-6)
+        np.testing.assert_allclose(y, predict.predict(model, x, tile=None), atol=1e-6)
     np.testing.assert_array_equal(stack, before)
     assert not model.training
 
@@ -72,8 +75,8 @@ def test_predict_stack_batch_size_does_not_matter():
     model = _net()
     model.train()  # predict_stack switches to eval: BatchNorm must not use batch statistics
     stack = np.random.default_rng(1).random((4, 1, 16, 16), dtype=np.float32)
-    one = inference.predict_stack(model, stack, batch_size=1)
-    four = inference.predict_stack(model, stack, batch_size=4)
+    one = predict.predict_stack(model, stack, batch_size=1)
+    four = predict.predict_stack(model, stack, batch_size=4)
     np.testing.assert_allclose(one, four, atol=1e-6)
 
 
@@ -81,7 +84,7 @@ def test_predict_stack_batch_size_does_not_matter():
 def test_predict_stack_activations(activation):
     model = _net(out_channels=3)
     stack = np.random.default_rng(2).random((3, 1, 16, 20), dtype=np.float32)
-    out = inference.predict_stack(model, stack, activation=activation)
+    out = predict.predict_stack(model, stack, activation=activation)
     with torch.no_grad():
         logits = model(torch.from_numpy(stack)).numpy()
     if activation == "none":
@@ -95,34 +98,34 @@ def test_predict_stack_activations(activation):
 def test_predict_stack_large_slices_are_tiled():
     model = _net(out_channels=2)
     stack = np.random.default_rng(3).random((2, 1, 40, 36), dtype=np.float32)
-    out = inference.predict_stack(model, stack, tile=24, overlap=8)
+    out = predict.predict_stack(model, stack, tile=24, overlap=8)
     assert out.shape == (2, 2, 40, 36) and out.dtype == np.float32
     for x, y in zip(stack, out):
-        np.testing.assert_allclose(y, inference.predict(model, x, tile=24, overlap=8), atol=1e-6)
-    whole = inference.predict_stack(model, stack, tile=64)
+        np.testing.assert_allclose(y, predict.predict(model, x, tile=24, overlap=8), atol=1e-6)
+    whole = predict.predict_stack(model, stack, tile=64)
     assert np.abs(out - whole).mean() < 0.05
 
 
 def test_predict_stack_empty_stack():
     model = _net(out_channels=2)
-    assert inference.predict_stack(model, np.zeros((0, 1, 16, 16))).shape == (0, 2, 16, 16)
+    assert predict.predict_stack(model, np.zeros((0, 1, 16, 16))).shape == (0, 2, 16, 16)
 
 
 def test_predict_stack_rejects_bad_input():
     model = _net()
     with pytest.raises(ValueError, match="channels"):
-        inference.predict_stack(model, np.zeros((2, 3, 16, 16), np.float32))
+        predict.predict_stack(model, np.zeros((2, 3, 16, 16), np.float32))
     with pytest.raises(ValueError, match=r"\(N, C, Y, X\)"):
-        inference.predict_stack(model, np.zeros((2, 16, 16), np.float32))
+        predict.predict_stack(model, np.zeros((2, 16, 16), np.float32))
     with pytest.raises(ValueError, match=r"\(N, C, Y, X\)"):
-        inference.predict_stack(model, np.zeros((1, 1, 2, 16, 16), np.float32))
+        predict.predict_stack(model, np.zeros((1, 1, 2, 16, 16), np.float32))
     for bad_value in (np.nan, np.inf):
         bad = np.zeros((2, 1, 16, 16), np.float32)
         bad[1, 0, 3, 3] = bad_value
         with pytest.raises(ValueError, match="NaN or infinite"):
-            inference.predict_stack(model, bad)
+            predict.predict_stack(model, bad)
     with pytest.raises(ValueError, match="activation"):
-        inference.predict_stack(model, np.zeros((1, 1, 16, 16)), activation="relu")
+        predict.predict_stack(model, np.zeros((1, 1, 16, 16)), activation="relu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,18 +140,18 @@ def test_predict_stack_rejects_bad_input():
 def test_slices_at_model_scale_and_back(resolution, shape):
     model = _net()
     raw = _membrane_volume(nz=2)
-    x, size = inference.slices_at_model_scale(model, raw, resolution=resolution)
+    x, size = slices_at_model_scale(model, raw, resolution=resolution)
     assert x.shape == (2, *shape) and x.dtype == np.float32 and size == (32, 32)
     assert x.min() == pytest.approx(0.0, abs=0.05) and x.max() == pytest.approx(1.0, abs=0.05)
     prob = np.stack([x, 1.0 - x], axis=1)
-    back = inference.back_to_volume_scale(prob, size)
+    back = back_to_volume_scale(prob, size)
     assert back.shape == (2, 2, 32, 32) and back.dtype == np.float32
     assert back.min() >= 0.0 and back.max() <= 1.0
 
 
 def test_model_without_pixel_size_is_not_resampled():
     model = _net(meta={"target": "boundaries"})
-    x, size = inference.slices_at_model_scale(model, _membrane_volume(nz=1), resolution=(40, 20, 20))
+    x, size = slices_at_model_scale(model, _membrane_volume(nz=1), resolution=(40, 20, 20))
     assert x.shape == (1, 32, 32) and size == (32, 32)
 
 
@@ -161,30 +164,30 @@ def test_boundaries_2d_with_a_tiny_unet():
     model = _net()
     raw = np.random.default_rng(4).integers(0, 255, (3, 20, 24), dtype=np.uint8)
     before = raw.copy()
-    prob = inference.boundaries_2d(model, raw, batch_size=2)
+    prob = volume_2d.boundaries_2d(model, raw, batch_size=2)
     assert prob.shape == (3, 20, 24) and prob.dtype == np.float32
     assert prob.min() >= 0.0 and prob.max() <= 1.0
     # each slice goes through the network on its own, normalised
-    x = inference.slices_at_model_scale(model, raw)[0]
-    np.testing.assert_allclose(prob[1], inference.predict(model, x[1:2], tile=None)[0], atol=1e-6)
+    x = slices_at_model_scale(model, raw)[0]
+    np.testing.assert_allclose(prob[1], predict.predict(model, x[1:2], tile=None)[0], atol=1e-6)
     np.testing.assert_array_equal(raw, before)
 
 
 def test_segments_2d_with_a_tiny_unet_and_overrides():
     model = _net()
     raw = np.random.default_rng(5).random((3, 20, 24)).astype(np.float32)
-    seg = inference.segments_2d(model, raw)
+    seg = volume_2d.segments_2d(model, raw)
     assert seg.shape == (3, 20, 24) and seg.dtype == np.uint32
     # everything below threshold 1.0: one segment per slice, numbered on over the volume
-    whole = inference.segments_2d(model, raw, threshold=1.0)
+    whole = volume_2d.segments_2d(model, raw, threshold=1.0)
     assert [np.unique(s).tolist() for s in whole] == [[1], [2], [3]]
     # nothing below threshold 0.0: no seeds, no segments
-    assert not inference.segments_2d(model, raw, threshold=0.0).any()
+    assert not volume_2d.segments_2d(model, raw, threshold=0.0).any()
 
 
 def test_segments_2d_finds_the_cells_and_ids_are_unique_over_slices():
     model = _MembraneNet()
-    seg = inference.segments_2d(model, _membrane_volume(nz=3), min_size=4)
+    seg = volume_2d.segments_2d(model, _membrane_volume(nz=3), min_size=4)
     assert seg.dtype == np.uint32
     ids = [set(np.unique(s).tolist()) - {0} for s in seg]
     assert [len(i) for i in ids] == [4, 4, 4]
@@ -196,12 +199,12 @@ def test_segments_2d_finds_the_cells_and_ids_are_unique_over_slices():
 def test_segment_volume_2d_defaults_to_overlap_linking():
     model = _MembraneNet()
     raw = _membrane_volume(nz=3)
-    labels = inference.segment_volume_2d(model, raw)
+    labels = volume_2d.segment_volume_2d(model, raw)
     assert labels.shape == raw.shape and labels.dtype == np.uint32
     assert sorted(np.unique(labels).tolist()) == [1, 2, 3, 4]
     for c in _quadrant_centres():
         assert len({int(labels[z][c]) for z in range(3)}) == 1  # linked through z
-    result = inference.segment_volume_2d(model, raw, return_result=True, resolution=(40, 10, 10))
+    result = volume_2d.segment_volume_2d(model, raw, return_result=True, resolution=(40, 10, 10))
     assert isinstance(result, LinkResult)
     assert result.method == "overlap" and result.threshold == 0.25
     assert result.resolution == (40.0, 10.0, 10.0)
@@ -212,20 +215,20 @@ def test_segment_volume_2d_defaults_to_overlap_linking():
 def test_segment_volume_2d_method_threshold_and_seed_threshold():
     model = _MembraneNet()
     raw = _membrane_volume(nz=3)
-    result = inference.segment_volume_2d(model, raw, method="graph", threshold=1.0,
+    result = volume_2d.segment_volume_2d(model, raw, method="graph", threshold=1.0,
                                          return_result=True)
     assert result.method == "graph" and result.threshold == 1.0
     # seed_threshold is the watershed's threshold: 0 leaves no seeds at all
-    assert not inference.segment_volume_2d(model, raw, seed_threshold=0.0).any()
+    assert not volume_2d.segment_volume_2d(model, raw, seed_threshold=0.0).any()
     with pytest.raises(ValueError, match="linker"):
-        inference.segment_volume_2d(model, raw, method="learned")
+        volume_2d.segment_volume_2d(model, raw, method="learned")
 
 
 @pytest.mark.parametrize(("resolution", "seen"), [((40, 20, 20), (64, 64)), ((40, 5, 5), (16, 16))])
 def test_segment_volume_2d_other_pixel_size_keeps_the_volume_shape(resolution, seen):
     model = _MembraneNet()
     raw = _membrane_volume(nz=3)
-    labels = inference.segment_volume_2d(model, raw, resolution=resolution)
+    labels = volume_2d.segment_volume_2d(model, raw, resolution=resolution)
     assert set(model.seen) == {seen}  # the network saw the slices at its own pixel size
     assert labels.shape == raw.shape and labels.dtype == np.uint32
     assert sorted(np.unique(labels).tolist()) == [1, 2, 3, 4]
@@ -237,7 +240,7 @@ def test_segment_volume_2d_with_tiny_unet_and_float_raw():
     model = _net()
     raw = np.random.default_rng(6).normal(size=(2, 20, 20))
     before = raw.copy()
-    labels = inference.segment_volume_2d(model, raw, resolution=(40, 20, 20), threshold=0.5)
+    labels = volume_2d.segment_volume_2d(model, raw, resolution=(40, 20, 20), threshold=0.5)
     assert labels.shape == (2, 20, 20) and labels.dtype == np.uint32
     np.testing.assert_array_equal(raw, before)
 
@@ -245,36 +248,36 @@ def test_segment_volume_2d_with_tiny_unet_and_float_raw():
 def test_2d_route_rejects_bad_volumes():
     model = _net()
     with pytest.raises(ValueError, match=r"\(z, y, x\)"):
-        inference.segment_volume_2d(model, np.zeros((16, 16), np.uint8))
+        volume_2d.segment_volume_2d(model, np.zeros((16, 16), np.uint8))
     with pytest.raises(ValueError, match=r"\(z, y, x\)"):
-        inference.boundaries_2d(model, np.zeros((1, 1, 16, 16), np.uint8))
+        volume_2d.boundaries_2d(model, np.zeros((1, 1, 16, 16), np.uint8))
     bad = np.zeros((2, 16, 16), np.float32)
     bad[1, 2, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        inference.segment_volume_2d(model, bad)
+        volume_2d.segment_volume_2d(model, bad)
     with pytest.raises(ValueError, match="empty"):
-        inference.boundaries_2d(model, np.zeros((0, 16, 16), np.uint8))
+        volume_2d.boundaries_2d(model, np.zeros((0, 16, 16), np.uint8))
     with pytest.raises(TypeError, match="numbers"):
-        inference.boundaries_2d(model, np.full((2, 4, 4), "a"))
+        volume_2d.boundaries_2d(model, np.full((2, 4, 4), "a"))
 
 
 def test_2d_route_rejects_other_models():
     raw = _membrane_volume(nz=2, size=16)
     with pytest.raises(ValueError, match="2D boundary model"):
-        inference.segment_volume_2d(_net(out_channels=2, meta={"target": "fg_contour"}), raw)
+        volume_2d.segment_volume_2d(_net(out_channels=2, meta={"target": "fg_contour"}), raw)
     with pytest.raises(ValueError, match="2D boundary model"):
-        inference.segments_2d(_net(meta={}), raw)
+        volume_2d.segments_2d(_net(meta={}), raw)
     with pytest.raises(ValueError, match="2D boundary model"):
-        inference.boundaries_2d(_net(ndim=3), raw)
+        volume_2d.boundaries_2d(_net(ndim=3), raw)
 
 
 @pytest.mark.parametrize("resolution", [(40, 10, 20), (40, 20, 10)])
 def test_2d_route_rejects_anisotropic_pixels(resolution):
     with pytest.raises(ValueError, match="isotropic"):
-        inference.segment_volume_2d(_net(), _membrane_volume(nz=2, size=16), resolution=resolution)
+        volume_2d.segment_volume_2d(_net(), _membrane_volume(nz=2, size=16), resolution=resolution)
 
 
 @pytest.mark.parametrize("resolution", [(10, 10), (40, 0, 0), (40, -10, -10)])
 def test_2d_route_rejects_bad_resolution(resolution):
     with pytest.raises(ValueError, match="resolution"):
-        inference.boundaries_2d(_net(), _membrane_volume(nz=2, size=16), resolution=resolution)
+        volume_2d.boundaries_2d(_net(), _membrane_volume(nz=2, size=16), resolution=resolution)

@@ -1,0 +1,11 @@
+"""Measurements. Every metric takes the truth first and the prediction second.
+
+- :mod:`~neuroseg.measure.overlap` — the one overlap table and the pixel metrics
+  (IoU, Dice);
+- :mod:`~neuroseg.measure.matching` — instance matching, precision, recall, the DSB score;
+- :mod:`~neuroseg.measure.voi_rand` — VOI, adapted Rand error and CREMI score of dense
+  segmentations; :mod:`~neuroseg.measure.error_map` — where they err;
+- :mod:`~neuroseg.measure.morphometrics` — per-axon morphometrics (g-ratio and more);
+- :mod:`~neuroseg.measure.contrast` — object contrast and error tables of instances;
+- :mod:`~neuroseg.measure.timing` — honest wall-clock and memory measurements.
+"""

@@ -1,0 +1,13 @@
+"""From network outputs to segments.
+
+- :mod:`~neuroseg.segment.instances` — instance labels from probability maps (seeded
+  watershed) and the training targets that go with them;
+- :mod:`~neuroseg.segment.tuning` — post-processing chosen on validation data;
+- :mod:`~neuroseg.segment.image_2d` — one 2D image to instances
+  (:func:`neuroseg.segment_2d`);
+- :mod:`~neuroseg.segment.volume_2d` — the 2D route through a volume: slices, then linking
+  (:func:`neuroseg.segment_volume_2d`);
+- :mod:`~neuroseg.segment.affinities`, :mod:`~neuroseg.segment.volume_3d` — the 3D route:
+  affinities and their agglomeration (:func:`neuroseg.segment_volume_3d`);
+- :mod:`~neuroseg.segment.axon_myelin` — axon and myelin classes of an SEM/TEM image.
+"""
