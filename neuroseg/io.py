@@ -2,7 +2,10 @@
 
 Everything the pipeline writes goes through here, so a failed or interrupted step never
 leaves a half-written file behind: data is written to a temporary file in the target's
-folder and then renamed over the target (``os.replace`` is atomic on POSIX).
+folder and then renamed over the target (``os.replace`` is atomic on POSIX). A folder (a
+model folder) is built as a temporary sibling and swapped into place whole
+(:func:`atomic_folder`); a swap cut short by a kill is undone, and stale temporary siblings
+are removed, by the next write of that folder (:func:`recover_folder`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,83 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _siblings(target: Path, kind: str) -> list[Path]:
+    return sorted(target.parent.glob(f".{target.name}.*.{kind}"), key=lambda p: p.stat().st_mtime)
+
+
+def recover_folder(target: str | os.PathLike) -> None:
+    """Undo a folder swap that a kill cut short, and remove stale temporary siblings.
+
+    A swap renames the old folder to a ``.<name>.<id>.retired`` sibling, then the new one
+    (built as ``.<name>.<id>.staging``) into place. Killed between the two renames, the folder
+    is missing: the retired one is put back, so ``target`` is whole (old) again.
+    """
+    target = Path(target)
+    retired = _siblings(target, "retired") if target.parent.exists() else []
+    if retired and not os.path.lexists(target):
+        os.replace(retired.pop(), target)
+    for stale in retired + (_siblings(target, "staging") if target.parent.exists() else []):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike, *, keep_existing: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``target`` whole.
+
+    With ``keep_existing``, files and folders of an existing ``target`` that the new one does
+    not contain (a model folder's ``history.csv`` and checkpoints) are carried over (hard
+    links where possible). On an exception the temporary folder is removed and ``target`` is
+    left as it was.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_folder(d / "model") as tmp:
+    ...     _ = (tmp / "a.txt").write_text("first")
+    >>> with atomic_folder(d / "model") as tmp:
+    ...     _ = (tmp / "b.txt").write_text("second")
+    >>> sorted(p.name for p in (d / "model").iterdir()), sorted(p.name for p in d.iterdir())
+    (['a.txt', 'b.txt'], ['model'])
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(target)
+    if os.path.lexists(target) and not target.is_dir():
+        raise NotADirectoryError(f"{target} exists and is not a folder; move it away first")
+    tag = uuid.uuid4().hex
+    staging = target.parent / f".{target.name}.{tag}.staging"
+    staging.mkdir()
+    try:
+        yield staging
+        if target.exists():
+            if keep_existing:
+                for item in target.iterdir():
+                    dest = staging / item.name
+                    if os.path.lexists(dest):
+                        continue
+                    if item.is_dir() and not item.is_symlink():
+                        shutil.copytree(item, dest, copy_function=_link_or_copy, symlinks=True)
+                    else:
+                        _link_or_copy(str(item), str(dest))
+            retired = target.parent / f".{target.name}.{tag}.retired"
+            os.replace(target, retired)
+            os.replace(staging, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _jsonable(value: Any) -> Any:

@@ -191,8 +191,8 @@ def test_choose_postprocess_min_size(trained, volumes):
 
 def test_choose_postprocess_ties_take_the_first(trained, volumes):
     model = trained[20.0]["model"]
-    # thresholds above every affinity: every edge cut, all the same scores
-    choice = choose_postprocess(model, volumes, z_nm=20.0, grid={"cc": [1.0, 1.5]})
+    # thresholds at 1.0: every edge cut (an affinity is never above 1), all the same scores
+    choice = choose_postprocess(model, volumes, z_nm=20.0, grid={"cc": [1.0, 1.0]})
     assert choice["cremi"].nunique() == 1
     assert choice["chosen"].tolist() == [True, False]
     assert choice["best"].tolist() == [True, False]

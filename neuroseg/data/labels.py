@@ -21,6 +21,11 @@ def as_labels(x: npt.ArrayLike, name: str) -> np.ndarray:
             raise TypeError(
                 f"{name} must be an integer label array; got dtype {arr.dtype} with {what}"
             )
+        if arr.size and float(np.abs(arr).max()) > 2.0**53:
+            raise TypeError(
+                f"{name} holds float labels above 2**53, where float64 cannot tell neighbouring "
+                "IDs apart; store the labels as integers (e.g. uint64)"
+            )
         return arr.astype(np.int64)
     raise TypeError(f"{name} must be an integer label array; got dtype {arr.dtype}")
 

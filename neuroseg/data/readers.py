@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -250,6 +251,11 @@ def _resolution(ds, ndim: int) -> tuple[float, ...] | None:
     res = tuple(float(r) for r in np.atleast_1d(res))
     if len(res) != ndim:
         raise DataError(f"{ds.file.filename}:{ds.name}: resolution {res} does not match {ndim}D")
+    if not all(math.isfinite(r) and r > 0 for r in res):
+        raise DataError(
+            f"{ds.file.filename}:{ds.name}: resolution {res} must be positive, finite numbers "
+            "(fix the file's 'resolution' attribute, in nm per voxel)"
+        )
     return res
 
 
@@ -389,6 +395,19 @@ def list_axondeepseg(root: PathLike) -> list[dict]:
     return [{"id": p.name, "layout": "folders", "pixel_size": None} for p in folders]
 
 
+def binary_mask(mask: np.ndarray) -> np.ndarray:
+    """A saved mask as bool: on above half its maximum (0/255 and 0/1 masks read alike).
+
+    >>> binary_mask(np.array([0, 1])).tolist(), binary_mask(np.array([0, 255], np.uint8)).tolist()
+    ([False, True], [False, True])
+    """
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        return mask
+    top = float(mask.max()) if mask.size else 0.0
+    return mask > top / 2 if top > 0 else np.zeros(mask.shape, bool)
+
+
 def read_axondeepseg(root: PathLike, sample_id: str, *, pixel_size: float | None = None) -> Sample:
     """Read one AxonDeepSeg sample.
 
@@ -424,7 +443,7 @@ def read_axondeepseg(root: PathLike, sample_id: str, *, pixel_size: float | None
         if mask.ndim == 3:
             mask = mask[..., 0]
         check_same_shape(image.shape, mask.shape, where=str(mpath))
-        masks[name] = mask > 0 if mask.dtype == bool else mask >= 128
+        masks[name] = binary_mask(mask)
     labels = np.zeros(image.shape, np.uint8)
     for name in ("myelin", "axon", "uaxon"):
         if name in masks:
@@ -435,6 +454,16 @@ def read_axondeepseg(root: PathLike, sample_id: str, *, pixel_size: float | None
 
 
 # --------------------------------------------------------------------------- TIFF
+
+
+def natural_key(path: PathLike) -> list:
+    """Sort key that orders numbers by value: ``z2`` before ``z10``.
+
+    >>> sorted(["z10.tif", "z2.tif", "z1.tif"], key=natural_key)
+    ['z1.tif', 'z2.tif', 'z10.tif']
+    """
+    parts = re.split(r"(\d+)", Path(path).name)
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
 
 
 def read_tiff_stack(
@@ -448,7 +477,7 @@ def read_tiff_stack(
 
     path = _require_file(Path(path), "TIFF file or folder")
     if path.is_dir():
-        files = sorted(path.glob(pattern))
+        files = sorted(path.glob(pattern), key=natural_key)
         if not files:
             raise DataError(f"{path}: no files matching {pattern!r}")
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,20 +79,6 @@ def check_max_gap(max_gap: int) -> int:
     if max_gap < 1:
         raise ValueError(f"max_gap must be >= 1; got {max_gap}")
     return int(max_gap)
-
-
-def check_resolution(resolution: Sequence[float] | None) -> tuple[float, float, float] | None:
-    if resolution is None:
-        return None
-    try:
-        values = tuple(float(v) for v in resolution)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"resolution must be 3 positive numbers (z, y, x); got {resolution!r}"
-        ) from None
-    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"resolution must be 3 positive numbers (z, y, x); got {resolution!r}")
-    return values  # type: ignore[return-value]
 
 
 def check_links(links: pd.DataFrame, needed: Sequence[str]) -> None:

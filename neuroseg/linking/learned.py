@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
+from neuroseg.checks import check_scale_ratio
 from neuroseg.linking.calibration import (
     FEATURES,
     THRESHOLDS,
@@ -146,7 +148,8 @@ class AffinityLinker:
         ``resolution`` is the (z, y, x) voxel size in nm (or the z spacing alone). Among the
         calibrations for ``segments`` (falling back to the other kind when there is none),
         the one whose ``z_nm`` is nearest is chosen; with ``resolution=None`` there must be
-        exactly one.
+        exactly one. A spacing more than 1.5x from the nearest calibration warns; more than 4x
+        is refused (ValueError).
         """
         if not self.calibrations:
             raise ValueError("this linker has no calibration; run neuroseg.linking.learned.calibrate first")
@@ -160,7 +163,18 @@ class AffinityLinker:
             chosen = pool[0]
         else:
             z = float(resolution) if np.isscalar(resolution) else _z_nm(resolution)
+            if not (math.isfinite(z) and z > 0):
+                raise ValueError(f"the z spacing must be a positive number of nm; got {resolution}")
             chosen = min(pool, key=lambda c: (abs(math.log(c.z_nm / z)), c.z_nm))
+            check_scale_ratio(z / chosen.z_nm, what=f"the z spacing {z:g} nm (nearest calibration "
+                              f"{chosen.z_nm:g} nm)")
+            if max(z / chosen.z_nm, chosen.z_nm / z) > 1.5:
+                warnings.warn(
+                    f"the linker is calibrated for z spacings {sorted({c.z_nm for c in pool})} nm; "
+                    f"{z:g} nm uses the {chosen.z_nm:g} nm calibration, which may not suit it "
+                    "(calibrate one for this spacing with neuroseg.linking.learned.calibrate)",
+                    stacklevel=2,
+                )
         return AffinityLinker(
             self.network, self.calibrations, active=chosen, batch_size=self.batch_size
         )
@@ -463,20 +477,17 @@ CALIBRATIONS_FILE = "calibrations.pt"
 
 def save_linker(linker: AffinityLinker, folder: str | os.PathLike) -> Path:
     """Write the linker to a model folder: the network (``weights.pt``), the calibrations'
-    settings (``config.json`` meta) and their weights (``calibrations.pt``), atomically.
+    settings (``config.json`` meta) and their weights (``calibrations.pt``), atomically as one
+    folder (a failure never leaves a network beside the wrong calibrations).
 
     Other files in the folder (``history.csv``, checkpoints) are kept.
     """
     meta = dict(linker.network.meta)
     meta["target"] = TARGET
     meta["calibrations"] = [c.to_dict() for c in linker.calibrations]
-    out = save_model(linker.network, folder, meta=meta)
     states = [c.state for c in linker.calibrations]  # in the order of meta["calibrations"]
-    target = Path(out) / CALIBRATIONS_FILE
-    tmp = target.with_name(f".{target.name}.tmp")
-    torch.save(states, tmp)
-    os.replace(tmp, target)
-    return out
+    return save_model(linker.network, folder, meta=meta,
+                      extra_files={CALIBRATIONS_FILE: lambda handle: torch.save(states, handle)})
 
 
 def read_linker(folder: str | os.PathLike) -> AffinityLinker:

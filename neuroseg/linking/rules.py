@@ -87,13 +87,13 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
+from neuroseg.checks import check_resolution
 from neuroseg.linking.graph import (
     LinkResult,
     Segments,
     check_labels,
     check_links,
     check_max_gap,
-    check_resolution,
     components,
     paint,
     pair_table,

@@ -117,7 +117,8 @@ def _compact(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             idx = (x - lo).astype(np.intp)
         else:
             idx = x.astype(np.int64) - int(lo)
-        labels = (np.arange(span, dtype=np.int64) + int(lo)).astype(x.dtype)
+        # in x's own dtype: uint64 IDs of 2**63 and above (real connectomics volumes) fit
+        labels = np.arange(span, dtype=x.dtype) + lo
         return idx, labels
     labels, idx = np.unique(x, return_inverse=True)
     return idx.astype(np.intp, copy=False), labels

@@ -12,10 +12,8 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuroseg.io import atomic_folder
 from neuroseg.nets.unet import ModelError, UNet
 
 PathLike = str | os.PathLike
@@ -90,10 +89,6 @@ def _environment(device: str) -> dict[str, Any]:
     return env
 
 
-def _temp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-
-
 def _write_file(path: Path, writer: Callable[[Any], None]) -> None:
     with open(path, "xb") as handle:
         writer(handle)
@@ -107,6 +102,7 @@ def save_model(
     *,
     meta: Mapping[str, Any] | None = None,
     device: str | None = None,
+    extra_files: Mapping[str, Callable[[Any], None]] | None = None,
 ) -> Path:
     """Write ``model`` to a model folder: ``config.json``, ``weights.pt`` and ``env.json``.
 
@@ -115,10 +111,10 @@ def save_model(
     Python, torch and numpy versions, platform, device, git revision of the package's
     repository (or null) and a UTC timestamp.
 
-    Writing is atomic: a new folder is built under a temporary name next to ``folder`` and
-    renamed; in an existing folder every file is first written under a temporary name and then
-    moved into place with ``os.replace``. Other files already in the folder (``history.csv``,
-    checkpoints) are kept.
+    Writing is atomic per folder (:func:`neuroseg.io.atomic_folder`): the new folder is built
+    under a temporary name next to ``folder`` and swapped into place whole, so a failure or a
+    kill never leaves a folder with new weights and an old config. Other files already in the
+    folder (``history.csv``, checkpoints) are kept.
 
     Parameters
     ----------
@@ -131,6 +127,9 @@ def save_model(
         Default: ``model.meta``.
     device : str, optional
         Device the model was trained on, for ``env.json``. Default: the parameters' device.
+    extra_files : dict, optional
+        More files written with the model in the same swap: name -> ``writer(handle)`` of a
+        binary file handle (e.g. a learned linker's calibrations).
 
     Returns
     -------
@@ -175,32 +174,15 @@ def save_model(
         CONFIG_FILE: lambda handle: handle.write(config_bytes),  # last: marks a complete model
     }
 
-    if not folder.exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = _temp_name(folder)
-        staging.mkdir()
-        try:
-            for name, writer in writers.items():
-                _write_file(staging / name, writer)
-            os.replace(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return folder
-
-    if not folder.is_dir():
+    for name in extra_files or {}:
+        if name in writers or "/" in name or name.startswith("."):
+            raise ValueError(f"extra file name {name!r} is taken or not a plain file name")
+    writers.update(extra_files or {})
+    if os.path.lexists(folder) and not folder.is_dir():
         raise ModelError(f"{folder} exists and is not a directory")
-    staged: dict[str, Path] = {}
-    try:
+    with atomic_folder(folder) as staging:
         for name, writer in writers.items():
-            staged[name] = _temp_name(folder / name)
-            _write_file(staged[name], writer)
-        for name, temp in staged.items():
-            os.replace(temp, folder / name)
-    except BaseException:
-        for temp in staged.values():
-            temp.unlink(missing_ok=True)
-        raise
+            _write_file(staging / name, writer)
     return folder
 
 

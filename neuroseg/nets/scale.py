@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroseg.checks import check_resolution, check_scale_ratio
 from neuroseg.data.images import normalize
 from neuroseg.data.resample import resample_image
 from neuroseg.nets.predict import predict
@@ -201,11 +202,10 @@ def _xy_scale(model: UNet, resolution: Sequence[float] | None) -> float:
     if model_px.unit != "nm":
         raise ValueError(f"a volume's resolution is in nm; this model's pixel size is in {model_px.unit}")
     pixel_nm = model_px.size[-1]
-    res = [float(r) for r in resolution]
-    if len(res) != 3 or min(res) <= 0:
-        raise ValueError(f"resolution must be three positive numbers (z, y, x); got {resolution}")
+    res = check_resolution(resolution)
     if abs(res[1] - res[2]) > 1e-6 * res[1]:
         raise ValueError(f"resolution must be isotropic in y and x; got {resolution}")
+    check_scale_ratio(res[1] / pixel_nm, what=f"the volume's pixel size {res[1]:g} nm")
     return float(pixel_nm) / res[1]
 
 

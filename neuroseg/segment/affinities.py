@@ -38,6 +38,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from neuroseg.checks import check_unit_interval, native_call
+
 __all__ = [
     "METHODS",
     "NEAREST",
@@ -246,6 +248,7 @@ def connected_components(
 
     affs, offsets = _check_affinities(affs, offsets)
     min_size = _check_min_size(min_size)
+    threshold = check_unit_interval(threshold, "threshold")
     spatial = affs.shape[1:]
     if len(spatial) not in (2, 3):
         raise ValueError(f"connected_components needs 2D or 3D affinities; got {len(spatial)}D")
@@ -259,7 +262,9 @@ def connected_components(
             1 << (2 * axis), 1 << (2 * axis + 1))
         graph[src] |= np.where(edge, towards, 0).astype(np.uint8)
         graph[dst] |= np.where(edge, back, 0).astype(np.uint8)
-    labels = cc3d.color_connectivity_graph(graph, connectivity=4 if len(spatial) == 2 else 6)
+    labels = native_call(cc3d.color_connectivity_graph, graph,
+                         connectivity=4 if len(spatial) == 2 else 6,
+                         what="connected components (cc3d.color_connectivity_graph)")
     return _dissolve_small(np.asarray(labels), min_size, resolution)
 
 
@@ -290,11 +295,23 @@ def mutex_watershed(
 
     affs, offsets = _check_affinities(affs, offsets)
     min_size = _check_min_size(min_size)
-    signed = np.asarray(affs, np.float64) - float(threshold)
+    threshold = check_unit_interval(threshold, "threshold")
+    if strides is not None and len(strides) != len(offsets):
+        raise ValueError(f"strides must give one stride per offset ({len(offsets)}); got {len(strides)}")
+    # an offset as long as an axis (a thin volume) joins no voxel pair: leave its channel out
+    # (mwatershed would panic on it)
+    spatial = affs.shape[1:]
+    keep = [k for k, o in enumerate(offsets) if all(abs(v) < n for v, n in zip(o, spatial))]
+    if not keep:
+        labels = np.arange(1, int(np.prod(spatial)) + 1, dtype=np.int64).reshape(spatial)
+        return _dissolve_small(labels, min_size, resolution)
+    signed = np.asarray(affs[keep], np.float64) - threshold
     kwargs = {}
     if strides is not None:
-        kwargs["strides"] = [list(map(int, s)) for s in strides]
-    labels = np.array(mwatershed.agglom(signed, [list(o) for o in offsets], **kwargs), np.int64)
+        kwargs["strides"] = [list(map(int, strides[k])) for k in keep]
+    agglom = native_call(mwatershed.agglom, signed, [list(offsets[k]) for k in keep],
+                         what="mutex watershed (mwatershed.agglom)", **kwargs)
+    labels = np.array(agglom, np.int64)
     # mwatershed labels every voxel it never joined to another with 0: each is its own segment
     alone = labels == 0
     labels[alone] = labels.max() + 1 + np.arange(int(alone.sum()))

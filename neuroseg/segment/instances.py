@@ -25,6 +25,7 @@ from scipy import ndimage
 from skimage.segmentation import relabel_sequential as _sk_relabel_sequential
 from skimage.segmentation import watershed
 
+from neuroseg.checks import check_unit_interval
 from neuroseg.data.labels import UINT32_MAX, check_labels, to_uint32
 
 __all__ = [
@@ -210,6 +211,8 @@ def labels_from_fg_contour(
     """
     fg = _as_prob(fg_prob, "fg_prob")
     contour = _as_prob(contour_prob, "contour_prob")
+    fg_threshold = check_unit_interval(fg_threshold, "fg_threshold")
+    seed_threshold = check_unit_interval(seed_threshold, "seed_threshold")
     if fg.shape != contour.shape:
         raise ValueError(
             f"shape mismatch: fg_prob has shape {fg.shape} but contour_prob has shape "
@@ -304,6 +307,7 @@ def labels_from_boundaries(
     True
     """
     prob = _as_prob(boundary_prob, "boundary_prob")
+    threshold = check_unit_interval(threshold, "threshold")
     if prob.ndim != 2:
         raise ValueError(
             f"boundary_prob must be a 2D slice (y, x); got shape {prob.shape} "

@@ -12,6 +12,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
+from neuroseg.checks import check_resolution, check_scale_ratio
 from neuroseg.data.images import normalize
 from neuroseg.data.readers import check_volume
 from neuroseg.nets.augment import Augmenter
@@ -201,10 +202,10 @@ def _scale_factors(meta: dict, resolution: Sequence[float] | None) -> np.ndarray
     model_res = model_resolution(meta)
     if resolution is None or model_res is None:
         return np.ones(3)
-    res = np.asarray([float(r) for r in resolution])
-    if res.shape != (3,) or not np.all(res > 0):
-        raise ValueError(f"resolution must be three positive numbers (z, y, x); got {resolution}")
+    res = np.asarray(check_resolution(resolution))
     factors = res / np.asarray(model_res, float)  # > 1: volume coarser than the model
+    for f in factors:
+        check_scale_ratio(float(f), what=f"the volume's voxel size {tuple(res.tolist())} nm")
     if np.any(factors > 2.0) or np.any(factors < 0.5):
         warnings.warn(
             f"the volume's voxel size {tuple(res.tolist())} nm is far from the model's "

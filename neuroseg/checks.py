@@ -1,0 +1,87 @@
+"""Argument checks every layer shares, and the guard around native libraries.
+
+Bad input gets a clear error that names the argument, the value and what is expected.
+Native libraries (``mwatershed`` is Rust, ``cc3d`` is C++) are validated against before they
+are called; :func:`native_call` is the last line of defence, turning a native panic (a
+``BaseException`` that ``except Exception`` does not catch) into a ``RuntimeError`` that
+names the call and says what to report.
+
+Examples
+--------
+>>> check_unit_interval(0.25, "threshold")
+0.25
+>>> check_unit_interval(1.5, "threshold")
+Traceback (most recent call last):
+...
+ValueError: threshold must be a number in [0, 1]; got 1.5
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["MAX_SCALE_RATIO", "check_resolution", "check_scale_ratio", "check_unit_interval", "native_call"]
+
+#: How far (either way round) an image's pixel size may be from a model's before it refuses.
+MAX_SCALE_RATIO = 4.0
+
+
+def check_unit_interval(value: Any, name: str) -> float:
+    """``value`` as a float in [0, 1] (a probability or a threshold on one); else an error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1]; got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1]; got {value}")
+    return v
+
+
+def check_resolution(resolution: Any, *, n: int = 3) -> tuple[float, ...] | None:
+    """``resolution`` as ``n`` positive, finite floats (a voxel size, e.g. (z, y, x) in nm)."""
+    if resolution is None:
+        return None
+    what = "(z, y, x)" if n == 3 else f"({n} axes)"
+    try:
+        values = tuple(float(v) for v in resolution)
+    except (TypeError, ValueError):
+        raise ValueError(f"resolution must be {n} positive numbers {what}; got {resolution!r}") from None
+    if len(values) != n or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"resolution must be {n} positive numbers {what}; got {resolution!r}")
+    return values
+
+
+def check_scale_ratio(ratio: float, *, what: str, limit: float = MAX_SCALE_RATIO) -> float:
+    """Refuse to resample by more than ``limit`` either way (``ratio`` = image / model size)."""
+    far = max(ratio, 1.0 / ratio)
+    if far > limit * (1 + 1e-9):
+        direction = "coarser" if ratio > 1 else "finer"
+        raise ValueError(
+            f"{what} is {far:.3g}x {direction} than the model's; refusing to resample by more "
+            f"than {limit:g}x (check the resolution you passed, or use a model trained nearer "
+            "this voxel size)"
+        )
+    return ratio
+
+
+def native_call(fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:
+    """Call a native library's ``fn``; a panic inside it becomes a ``RuntimeError``.
+
+    ``KeyboardInterrupt`` and ``SystemExit`` pass through unchanged; ordinary exceptions are
+    re-raised as they are.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except Exception:
+        raise
+    except BaseException as err:  # e.g. pyo3_runtime.PanicException from a Rust library
+        raise RuntimeError(
+            f"{what} failed inside a native library ({type(err).__name__}: {err}); the input "
+            "passed neuroseg's checks, so please report this with the input's shape and dtype"
+        ) from err
