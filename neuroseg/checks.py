@@ -55,15 +55,17 @@ def check_resolution(resolution: Any, *, n: int = 3) -> tuple[float, ...] | None
     return values
 
 
-def check_scale_ratio(ratio: float, *, what: str, limit: float = MAX_SCALE_RATIO) -> float:
+def check_scale_ratio(
+    ratio: float, *, what: str, reference: str = "the model's", limit: float = MAX_SCALE_RATIO
+) -> float:
     """Refuse to resample by more than ``limit`` either way (``ratio`` = image / model size)."""
     far = max(ratio, 1.0 / ratio)
     if far > limit * (1 + 1e-9):
         direction = "coarser" if ratio > 1 else "finer"
         raise ValueError(
-            f"{what} is {far:.3g}x {direction} than the model's; refusing to resample by more "
-            f"than {limit:g}x (check the resolution you passed, or use a model trained nearer "
-            "this voxel size)"
+            f"{what} is {far:.3g}x {direction} than {reference}; refusing to go beyond "
+            f"{limit:g}x (check the resolution you passed, or use a model trained or calibrated "
+            "nearer this voxel size)"
         )
     return ratio
 

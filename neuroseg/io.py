@@ -11,9 +11,11 @@ are removed, by the next write of that folder (:func:`recover_folder`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -43,20 +45,41 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp", dir=target.parent
-    )
+    suffix = suffix or target.suffix or ".tmp"
+    # temporary files of an earlier write of this target that a kill left behind
+    stale = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}")
+    for old in target.parent.glob(f".{target.name}.*"):
+        if stale.fullmatch(old.name) and old.is_file():
+            old.unlink(missing_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, target)
+        with _disk_full_says_so(target):
+            yield tmp
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual permissions
+            os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def _disk_full_says_so(target: Path) -> Iterator[None]:
+    """A full disk (or quota) while writing ``target`` says where and what to do."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise OSError(
+            err.errno,
+            f"no space left on the device while writing {target} ({err.strerror}); nothing "
+            "was written there: free some space (or point NEUROSEG_ARTIFACTS elsewhere) and "
+            "run again",
+        ) from err
 
 
 def _siblings(target: Path, kind: str) -> list[Path]:
@@ -114,9 +137,9 @@ def atomic_folder(target: str | os.PathLike, *, keep_existing: bool = True) -> I
     staging = target.parent / f".{target.name}.{tag}.staging"
     staging.mkdir()
     try:
-        yield staging
-        if target.exists():
-            if keep_existing:
+        with _disk_full_says_so(target):
+            yield staging
+            if keep_existing and target.exists():
                 for item in target.iterdir():
                     dest = staging / item.name
                     if os.path.lexists(dest):
@@ -125,6 +148,7 @@ def atomic_folder(target: str | os.PathLike, *, keep_existing: bool = True) -> I
                         shutil.copytree(item, dest, copy_function=_link_or_copy, symlinks=True)
                     else:
                         _link_or_copy(str(item), str(dest))
+        if target.exists():
             retired = target.parent / f".{target.name}.{tag}.retired"
             os.replace(target, retired)
             os.replace(staging, target)

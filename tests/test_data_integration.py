@@ -41,7 +41,7 @@ def records(data_root):
 
 
 def test_every_dataset_present(data_root, capsys):
-    missing = {d.name: m for d, m in status() if m}
+    missing = {d.name: m for d, m, _ in status() if m}
     assert missing == {}
     assert len(DATASETS) == 9
     for name in DATASETS:

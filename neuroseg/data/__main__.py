@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from neuroseg import paths
-from neuroseg.data.catalogue import DATASETS, status
+from neuroseg.data.catalogue import CHECKSUMS_FILE, DATASETS, status
 from neuroseg.data.download import fetch_missing
 
 
@@ -37,16 +37,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NEUROSEG_DATA = {root}")
     if args.download:
         fetch_missing(root)
-    n_missing = 0
-    for d, missing in status():
-        if missing:
-            n_missing += 1
-            print(f"  MISSING {d.name} ({', '.join(missing)})")
+    n_missing = n_damaged = 0
+    for d, missing, damaged in status(verify=True):
+        if missing or damaged:
+            n_missing += bool(missing)
+            n_damaged += bool(damaged)
+            if missing:
+                print(f"  MISSING {d.name} ({', '.join(missing)})")
+            if damaged:
+                print(f"  DAMAGED {d.name} ({', '.join(damaged)}: SHA-256 differs from "
+                      f"{CHECKSUMS_FILE}; delete the file and fetch it again)")
             print(f"      what:    {d.what}")
             print(f"      source:  {d.source}")
             print(f"      license: {d.license}")
         else:
             print(f"  ok      {d.name}")
+    if n_damaged and not n_missing:
+        print(f"{n_damaged} dataset(s) damaged: delete the files named above and run "
+              "`python -m neuroseg.data --download` (what `make data` runs), or copy them again.")
+        return 1
     if n_missing:
         print(
             f"{n_missing} dataset(s) missing. `python -m neuroseg.data --download` (what "

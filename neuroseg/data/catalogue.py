@@ -8,6 +8,7 @@ keeps only what a program needs. Nothing here ever substitutes synthetic data fo
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,48 @@ class Dataset:
         return paths.dataset_dir(self.name)
 
     def missing_files(self) -> list[str]:
+        """Its files (or folders) that are absent, or empty."""
         root = self.path()
-        return [f for f in self.files if not (root / f).exists()]
+        return [f for f in self.files if not (root / f).exists() or _empty(root / f)]
+
+    def damaged_files(self, checksums: dict[str, str]) -> list[str]:
+        """Its present files whose SHA-256 differs from ``checksums`` (truncated, altered)."""
+        root = self.path()
+        out = []
+        for f in self.files:
+            expected = checksums.get(f"{self.name}/{f}")
+            if expected is not None and (root / f).is_file() and _sha256(root / f) != expected:
+                out.append(f)
+        return out
+
+
+#: The data folder's list of file hashes (``sha256sum`` format), written with the data.
+CHECKSUMS_FILE = "CHECKSUMS.sha256"
+
+
+def _empty(path: Path) -> bool:
+    return path.stat().st_size == 0 if path.is_file() else not any(path.iterdir())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checksums(root: Path) -> dict[str, str]:
+    """``dataset/file`` -> SHA-256 from ``root/CHECKSUMS.sha256`` (empty when it is absent)."""
+    path = Path(root) / CHECKSUMS_FILE
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2:
+            out[parts[1].strip().lstrip("*").removeprefix("./")] = parts[0].lower()
+    return out
 
 
 DATASETS: dict[str, Dataset] = {
@@ -103,9 +144,11 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
-def status() -> list[tuple[Dataset, list[str]]]:
-    """Each dataset with the list of its missing files (empty when present)."""
-    return [(d, d.missing_files()) for d in DATASETS.values()]
+def status(*, verify: bool = False) -> list[tuple[Dataset, list[str], list[str]]]:
+    """Each dataset with its missing (or empty) files and, with ``verify``, its files whose
+    hash differs from the data folder's ``CHECKSUMS.sha256``."""
+    checksums = read_checksums(paths.data_root()) if verify else {}
+    return [(d, d.missing_files(), d.damaged_files(checksums)) for d in DATASETS.values()]
 
 
 def require(name: str) -> Path:

@@ -166,8 +166,8 @@ class AffinityLinker:
             if not (math.isfinite(z) and z > 0):
                 raise ValueError(f"the z spacing must be a positive number of nm; got {resolution}")
             chosen = min(pool, key=lambda c: (abs(math.log(c.z_nm / z)), c.z_nm))
-            check_scale_ratio(z / chosen.z_nm, what=f"the z spacing {z:g} nm (nearest calibration "
-                              f"{chosen.z_nm:g} nm)")
+            check_scale_ratio(z / chosen.z_nm, what=f"the z spacing {z:g} nm",
+                              reference=f"the nearest calibration ({chosen.z_nm:g} nm)")
             if max(z / chosen.z_nm, chosen.z_nm / z) > 1.5:
                 warnings.warn(
                     f"the linker is calibrated for z spacings {sorted({c.z_nm for c in pool})} nm; "

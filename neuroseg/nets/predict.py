@@ -60,6 +60,17 @@ def _starts(size: int, tile: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
+def _per_axis(value, ndim: int, name: str, *, minimum: int) -> tuple[int, ...]:
+    """An int or one int per spatial axis, each at least ``minimum``; else a clear error."""
+    values = (value,) * ndim if isinstance(value, int | np.integer) else tuple(value)
+    what = "positive" if minimum >= 1 else f">= {minimum}"
+    if len(values) != ndim or not all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= minimum
+            for v in values):
+        raise ValueError(f"{name} must be one int or {ndim} ints, each {what}; got {value!r}")
+    return tuple(int(v) for v in values)
+
+
 def predict(
     model: UNet,
     image: np.ndarray,
@@ -105,9 +116,9 @@ def predict(
         raise ValueError("image contains NaN or infinite values")
     spatial = image.shape[1:]
     mult = model.required_multiple
-    tile = spatial if tile is None else (tile,) * ndim if isinstance(tile, int) else tuple(tile)
+    tile = spatial if tile is None else _per_axis(tile, ndim, "tile", minimum=1)
     tile = tuple(min(t, s) for t, s in zip(tile, spatial))
-    overlap = (overlap,) * ndim if isinstance(overlap, int) else tuple(overlap)
+    overlap = _per_axis(overlap, ndim, "overlap", minimum=0)
     overlap = tuple(min(o, t // 2) for o, t in zip(overlap, tile))
     padded_tile = tuple(int(np.ceil(t / m) * m) for t, m in zip(tile, mult))
     step = tuple(max(1, t - o) for t, o in zip(tile, overlap))
