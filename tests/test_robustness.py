@@ -517,3 +517,25 @@ def test_the_table_is_large_and_written():
         with io.atomic_path(out) as tmp:
             tmp.write_text(text)
     assert all(r["clear"] and r["files_left"] == 0 for r in RESULTS.values())
+
+
+def test_a_native_panic_becomes_a_runtime_error():
+    """The guard around native calls: a panic (a BaseException) turns into a RuntimeError that
+    names the call; KeyboardInterrupt passes through."""
+    from neuroseg.checks import native_call
+
+    class Panic(BaseException):
+        pass
+
+    def panicking():
+        raise Panic("assertion failed: start <= axis_len")
+
+    with pytest.raises(RuntimeError, match="mutex watershed failed inside a native library"):
+        native_call(panicking, what="mutex watershed")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        native_call(interrupted, what="x")
+    assert native_call(lambda a, b=1: a + b, 1, b=2, what="sum") == 3

@@ -6,6 +6,8 @@ import cc3d
 import numpy as np
 import numpy.typing as npt
 
+from neuroseg.checks import native_call
+
 
 def as_labels(x: npt.ArrayLike, name: str) -> np.ndarray:
     """Return ``x`` as an integer array (a view when possible), or raise TypeError."""
@@ -89,7 +91,8 @@ def connected_components_per_slice(labels3d: npt.ArrayLike) -> np.ndarray:
         return np.zeros(arr.shape, np.uint32)
     spaced = np.zeros((2 * nz - 1, *arr.shape[1:]), arr.dtype)
     spaced[::2] = arr
-    cc = cc3d.connected_components(spaced, connectivity=6)
+    cc = native_call(cc3d.connected_components, spaced, connectivity=6,
+                     what="2D pieces per slice (cc3d.connected_components)")
     return to_uint32(np.ascontiguousarray(cc[::2]))
 
 

@@ -87,7 +87,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from neuroseg.checks import check_resolution
+from neuroseg.checks import check_resolution, native_call
 from neuroseg.linking.graph import (
     LinkResult,
     Segments,
@@ -315,7 +315,8 @@ def _mutex(
     edges = [(False, int(u), int(v)) for u, v in zip(mu.tolist(), mv.tolist())]
     edges += [(True, int(u), int(v)) for u, v in zip(na[order].tolist(), nb[order].tolist())]
     root = np.arange(n_nodes, dtype=np.int64)
-    mapping = np.asarray(mwatershed.cluster(edges), dtype=np.int64).reshape(-1, 2)
+    clusters = native_call(mwatershed.cluster, edges, what="learned linking (mwatershed.cluster)")
+    mapping = np.asarray(clusters, dtype=np.int64).reshape(-1, 2)
     root[mapping[:, 0]] = mapping[:, 1]
     return keep & (root[na] == root[nb])
 
