@@ -2,7 +2,7 @@
 
 Layers, lowest first; a module may import its own layer and those below it:
 
-0. ``neuroseg.paths``, ``io``, ``plots``, ``pipeline``, ``checks`` (serve every layer)
+0. ``neuroseg.paths``, ``io``, ``plots``, ``pipeline``, ``checks``, ``machine`` (serve every layer)
 1. ``neuroseg.data``
 2. ``neuroseg.nets``
 3. ``neuroseg.measure``
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "neuroseg"
 
 LAYERS = {
-    "paths": 0, "io": 0, "plots": 0, "pipeline": 0, "checks": 0,
+    "paths": 0, "io": 0, "plots": 0, "pipeline": 0, "checks": 0, "machine": 0,
     "data": 1, "nets": 2, "measure": 3, "linking": 4, "segment": 5,
     "experiments": 6, "report": 7,
 }

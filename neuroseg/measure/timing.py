@@ -30,6 +30,8 @@ from typing import Any
 
 import psutil
 
+from neuroseg.machine import cpu_model
+
 __all__ = [
     "PEAK_TFLOPS",
     "Measured",
@@ -142,16 +144,7 @@ def device_name(device: str | None = None) -> str:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model} ({os.cpu_count()} cores)"
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
 def environment(device: str | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuroseg import machine
 from neuroseg.io import atomic_folder
 from neuroseg.nets.unet import ModelError, UNet
 
@@ -78,6 +79,7 @@ def _environment(device: str) -> dict[str, Any]:
         "device": device,
         "device_name": None,
         "git_revision": _git_revision(),
+        "machine": machine.describe(device),
         "timestamp_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     try:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from neuroseg.io import atomic_path
+from neuroseg.machine import set_threads
 from neuroseg.nets.folder import save_model
 from neuroseg.nets.scale import canonical_meta
 from neuroseg.nets.speed import channels_last_format
@@ -542,8 +543,12 @@ def history_frame(folder: str | os.PathLike):
     return pd.read_csv(path)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch and numpy's legacy global RNG, and make CPU kernels deterministic."""
+def seed_everything(seed: int, *, threads: int | None = None) -> None:
+    """Seed torch and numpy's legacy global RNG, make CPU kernels deterministic and, with
+    ``threads``, use that many CPU threads (:func:`neuroseg.machine.set_threads`): the same
+    seed, threads and machine give the same bytes."""
+    if threads is not None:
+        set_threads(threads)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may use the legacy RNG
     torch.use_deterministic_algorithms(True, warn_only=True)
