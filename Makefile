@@ -30,10 +30,10 @@ STEPS := $(basename $(notdir $(NOTEBOOKS)))
 EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
 DIGESTS := $(STEPS:%=$(RUN)/%.digest)
 
-.PHONY: help install reproduce test unit lab data lint clean FORCE $(STEPS)
+.PHONY: help install reproduce test unit lab data lint clean verify FORCE $(STEPS)
 
 help:  ## list the targets
-	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 # ------------------------------------------------------------------ environment
 $(STAMP): pyproject.toml requirements.lock
@@ -77,6 +77,12 @@ test: $(STAMP)  ## every notebook on the quick profile, then the whole test suit
 
 lint: $(STAMP)  ## ruff over the package, tests and notebooks
 	$(PY) -m ruff check neuroseg tests notebooks benchmarks
+
+# ------------------------------------------------------------------ verify
+STEP ?=
+verify: $(STAMP)  ## re-run STEP=NN_name from scratch in a temporary folder; compare its metrics (RECORD=1 writes reproducibility.csv)
+	@test -n "$(STEP)" || { echo "usage: make verify STEP=10_nucleus_pretraining [PROFILE=full] [RECORD=1]"; exit 2; }
+	$(PY) -m neuroseg.report.verify $(STEP) --profile $(PROFILE) $(if $(RECORD),--record)
 
 # ------------------------------------------------------------------ other
 lab: $(STAMP)  ## open the notebooks in JupyterLab

@@ -101,7 +101,8 @@ def recover_folder(target: str | os.PathLike) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _link_or_copy(src: str, dst: str) -> None:
+def link_or_copy(src: str, dst: str) -> None:
+    """Hard-link ``src`` to ``dst`` (same data, no copy), or copy it where links fail."""
     try:
         os.link(src, dst)
     except OSError:
@@ -145,9 +146,9 @@ def atomic_folder(target: str | os.PathLike, *, keep_existing: bool = True) -> I
                     if os.path.lexists(dest):
                         continue
                     if item.is_dir() and not item.is_symlink():
-                        shutil.copytree(item, dest, copy_function=_link_or_copy, symlinks=True)
+                        shutil.copytree(item, dest, copy_function=link_or_copy, symlinks=True)
                     else:
-                        _link_or_copy(str(item), str(dest))
+                        link_or_copy(str(item), str(dest))
         if target.exists():
             retired = target.parent / f".{target.name}.{tag}.retired"
             os.replace(target, retired)

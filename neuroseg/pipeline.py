@@ -168,7 +168,6 @@ def run_notebook(name: str, profile: str) -> Path:
     """Execute one notebook with papermill; see the module docstring for the guarantees."""
     import papermill as pm
 
-
     params = notebook_parameters(name, profile)
     runs = paths.runs_dir(profile)
     runs.mkdir(parents=True, exist_ok=True)

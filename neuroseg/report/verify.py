@@ -1,0 +1,202 @@
+"""Does a step come back from scratch? Re-run it in a temporary folder and compare.
+
+``make verify STEP=10_nucleus_pretraining`` (``python -m neuroseg.report.verify STEP``) copies
+the artifacts and reports of the profile into a temporary folder (hard links), removes the
+step's own outputs there (its trained models, so it trains from nothing), runs the step, and
+compares every numeric quality metric of its headline JSON files with the committed ones.
+Times, memory and counts are not compared. A metric is *within* when
+
+    |fresh - committed| <= max(3 * sd over seeds, the metric's absolute tolerance)
+
+(:data:`TOLERANCES`; ``sd`` from ``reports/metrics/seeds.csv`` where that records it, else only
+the tolerance applies). ``--record`` writes the rows to ``reports/metrics/reproducibility.csv``
+(columns ``step, metric, committed, fresh, sd, within, machine``), replacing the step's earlier
+rows. Exit status 1 when a metric is outside, naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from neuroseg import io, machine, paths, pipeline
+
+#: Absolute tolerance per metric (by regular expression on its key; the first match counts).
+TOLERANCES = (
+    (r"ap50|accuracy|precision|recall|f1|dice|pixel_iou|iou", 0.02),
+    (r"dsb_score", 0.03),
+    (r"voi|arand|cremi", 0.05),
+    (r"gratio|thickness|diameter", 0.01),
+    (r"threshold|seed_distance", 0.2),
+    (r".", 0.02),
+)
+#: Keys that measure time, memory or size, or name the run: not compared.
+NOT_QUALITY = re.compile(
+    r"seconds|s_per_mvox|peak_|_mb$|mfu|tflops|median|q25|q75|share_|speedup|ratio|^n_|epoch"
+    r"|device|threads|megavoxels"
+)
+COLUMNS = ["step", "metric", "committed", "fresh", "sd", "within", "machine"]
+
+
+def tolerance(metric: str) -> float:
+    """The absolute tolerance of ``metric`` (see :data:`TOLERANCES`).
+
+    >>> tolerance("test_ap50"), tolerance("test_cremi")
+    (0.02, 0.05)
+    """
+    for pattern, tol in TOLERANCES:
+        if re.search(pattern, metric):
+            return tol
+    raise AssertionError("the last pattern matches everything")
+
+
+def _flatten(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def quality_metrics(metrics_dir: Path, step: str) -> dict[str, float]:
+    """The numeric quality metrics of a step's headline JSON files, by ``file:key``."""
+    out: dict[str, float] = {}
+    for path in sorted(Path(metrics_dir).glob(f"{step}*.json")):
+        for key, value in _flatten(json.loads(path.read_text())).items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if NOT_QUALITY.search(key) or not math.isfinite(value):
+                continue
+            out[f"{path.stem}:{key}"] = float(value)
+    return out
+
+
+def _seed_sd(step: str) -> dict[str, float]:
+    path = paths.metrics_dir() / "seeds.csv"
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path)
+    table = table[table["step"] == step]
+    return dict(zip(table["metric"], table["sd"], strict=True))
+
+
+def compare(step: str, committed: dict[str, float], fresh: dict[str, float], *,
+            sd: dict[str, float] | None = None, machine_name: str = "") -> pd.DataFrame:
+    """One row per committed metric: the fresh value, its spread and whether it is within.
+
+    >>> compare("10", {"10:test_ap50": 0.81}, {"10:test_ap50": 0.80}).within.tolist()
+    [True]
+    >>> compare("10", {"10:test_ap50": 0.81}, {}).within.tolist()
+    [False]
+    """
+    sd = sd or {}
+    rows = []
+    for metric, old in sorted(committed.items()):
+        new = fresh.get(metric, math.nan)
+        spread = sd.get(metric, math.nan)
+        limit = max(3 * spread if math.isfinite(spread) else 0.0, tolerance(metric))
+        within = bool(math.isfinite(new) and abs(new - old) <= limit + 1e-12)
+        rows.append({"step": step, "metric": metric, "committed": old, "fresh": new, "sd": spread,
+                     "within": within, "machine": machine_name})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    if src.exists():
+        # copies, not links: a step that rewrote a file in place must not touch the original
+        shutil.copytree(src, dst, copy_function=shutil.copy2, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("quick") if src.name == "reports" else None)
+
+
+def machine_name() -> str:
+    facts = machine.describe()
+    return f"{facts['cpu']} ({facts['cores']} cores, {facts['threads']} threads; " \
+           f"{' '.join(facts['cpu_flags']) or 'no listed flags'}; torch {facts['torch']})"
+
+
+def verify(step: str, *, profile: str = "full", keep: bool = False) -> pd.DataFrame:
+    """Re-run ``step`` from scratch in a temporary copy of the profile; compare its metrics."""
+    if step not in pipeline.notebook_names():
+        raise ValueError(f"unknown step {step!r}; steps: {pipeline.notebook_names()}")
+    artifacts, reports = paths.artifacts_dir(profile), paths.reports_dir(profile)
+    committed = quality_metrics(paths.metrics_dir(profile), step)
+    if not committed:
+        raise FileNotFoundError(
+            f"no headline metrics of {step} in {paths.metrics_dir(profile)}: run "
+            f"`make {step} PROFILE={profile}` first")
+    work = Path(tempfile.mkdtemp(prefix=f".verify-{step}-", dir=artifacts.parent.parent))
+    old_env = {k: os.environ.get(k) for k in ("NEUROSEG_ARTIFACTS", "NEUROSEG_REPORTS")}
+    try:
+        _link_tree(artifacts, work / "artifacts" / profile)
+        _link_tree(reports, work / "reports" / (profile if profile != paths.DEFAULT_PROFILE else ""))
+        manifest = paths.runs_dir(profile) / f"{step}.outputs.json"
+        own = json.loads(manifest.read_text()).get("outputs", []) if manifest.exists() else []
+        os.environ["NEUROSEG_ARTIFACTS"] = str(work / "artifacts")
+        os.environ["NEUROSEG_REPORTS"] = str(work / "reports")
+        for rel in own:  # the step's own outputs go: it runs from nothing
+            for base in (artifacts, reports):
+                path = paths.REPO_ROOT / rel
+                if path.is_relative_to(base):
+                    target = (paths.artifacts_dir(profile) if base == artifacts
+                              else paths.reports_dir(profile)) / path.relative_to(base)
+                    target.unlink(missing_ok=True)
+        models = paths.models_dir(profile)
+        for rel in own:
+            path = paths.REPO_ROOT / rel
+            if path.is_relative_to(artifacts / "models"):
+                folder = models / path.relative_to(artifacts / "models").parts[0]
+                shutil.rmtree(folder, ignore_errors=True)
+        pipeline.run_notebook(step, profile)
+        fresh = quality_metrics(paths.metrics_dir(profile), step)
+    finally:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return compare(step, committed, fresh, sd=_seed_sd(step), machine_name=machine_name())
+
+
+def record(table: pd.DataFrame, *, profile: str = "full") -> Path:
+    """Write ``table``'s rows to ``reproducibility.csv``, replacing its step's earlier rows."""
+    out = paths.metrics_dir(profile) / "reproducibility.csv"
+    steps = set(table["step"])
+    old = pd.read_csv(out, dtype={"step": str}) if out.exists() else pd.DataFrame(columns=COLUMNS)
+    both = pd.concat([old[~old["step"].isin(steps)], table], ignore_index=True)
+    io.write_csv(both.sort_values(["step", "metric"], kind="stable"), out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step")
+    parser.add_argument("--profile", default=paths.DEFAULT_PROFILE, choices=paths.PROFILES)
+    parser.add_argument("--record", action="store_true", help="write reproducibility.csv")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args(argv)
+    table = verify(args.step, profile=args.profile, keep=args.keep)
+    with pd.option_context("display.max_rows", None, "display.width", 140):
+        print(table.drop(columns=["machine"]).to_string(index=False))
+    if args.record:
+        print(f"recorded in {record(table, profile=args.profile)}")
+    outside = table[~table["within"]]
+    for row in outside.itertuples():
+        print(f"OUTSIDE: {row.metric}: committed {row.committed:.4g}, fresh {row.fresh:.4g}",
+              file=sys.stderr)
+    return 1 if len(outside) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

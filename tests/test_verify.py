@@ -1,0 +1,65 @@
+"""Tests of neuroseg.report.verify: which metrics are compared, the within rule, a real re-run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from neuroseg import paths
+from neuroseg.report import verify
+
+
+def test_quality_metrics_skip_times_counts_and_text(tmp_path):
+    (tmp_path / "10_x.json").write_text(json.dumps({
+        "test_ap50": 0.8, "train_seconds": 12.0, "n_test_images": 81, "device": "cpu",
+        "best_epoch": 36, "nested": {"cremi": 0.3, "peak_mb": 5.0}, "nan": float("nan"),
+        "flag": True}))
+    (tmp_path / "20_y.json").write_text(json.dumps({"test_ap50": 0.1}))
+    assert verify.quality_metrics(tmp_path, "10") == {"10_x:test_ap50": 0.8, "10_x:nested.cremi": 0.3}
+
+
+def test_within_uses_the_larger_of_three_sd_and_the_tolerance():
+    committed = {"s:test_ap50": 0.80, "s:test_cremi": 0.30}
+    fresh = {"s:test_ap50": 0.77, "s:test_cremi": 0.34}
+    table = verify.compare("s", committed, fresh)
+    assert table.set_index("metric")["within"].to_dict() == {"s:test_ap50": False, "s:test_cremi": True}
+    # a measured spread of 0.015 allows 0.045: the AP difference of 0.03 is then within
+    table = verify.compare("s", committed, fresh, sd={"s:test_ap50": 0.015})
+    assert table.set_index("metric")["within"].to_dict() == {"s:test_ap50": True, "s:test_cremi": True}
+    assert list(table.columns) == verify.COLUMNS
+
+
+def test_record_replaces_the_steps_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path))
+    a = verify.compare("10", {"10:test_ap50": 0.8}, {"10:test_ap50": 0.8}, machine_name="m")
+    b = verify.compare("20", {"20:test_iou": 0.5}, {"20:test_iou": 0.45}, machine_name="m")
+    out = verify.record(a, profile="quick")
+    verify.record(b, profile="quick")
+    verify.record(a.assign(fresh=0.79), profile="quick")
+    table = pd.read_csv(out, dtype={"step": str})
+    assert table["step"].tolist() == ["10", "20"]
+    assert table["fresh"].tolist() == [0.79, 0.45]
+
+
+def test_unknown_step_is_refused():
+    with pytest.raises(ValueError, match="unknown step"):
+        verify.verify("77_nothing", profile="quick")
+
+
+@pytest.mark.slow
+def test_the_quick_nucleus_step_comes_back_from_scratch_on_this_machine():
+    """After `make reproduce PROFILE=quick` (what `make test` runs first): re-training the quick
+    nucleus model from nothing in a temporary folder gives every quality metric within its
+    tolerance, in fact equal (same machine, same threads), and touches nothing committed."""
+    if not (paths.metrics_dir("quick") / "10_nucleus_pretraining.json").exists() or not (
+            paths.runs_dir("quick") / "10_nucleus_pretraining.outputs.json").exists():
+        pytest.skip("run `make reproduce PROFILE=quick` first")
+    before = (paths.metrics_dir("quick") / "10_nucleus_pretraining.json").read_bytes()
+    table = verify.verify("10_nucleus_pretraining", profile="quick")
+    assert len(table) >= 10 and table["within"].all(), table
+    assert (table["fresh"] == table["committed"]).all(), table[table["fresh"] != table["committed"]]
+    assert (paths.metrics_dir("quick") / "10_nucleus_pretraining.json").read_bytes() == before
+    assert not any(math.isnan(v) for v in table["fresh"])
