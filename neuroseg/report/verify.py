@@ -134,7 +134,8 @@ def verify(step: str, *, profile: str = "full", keep: bool = False) -> pd.DataFr
         raise FileNotFoundError(
             f"no headline metrics of {step} in {paths.metrics_dir(profile)}: run "
             f"`make {step} PROFILE={profile}` first")
-    work = Path(tempfile.mkdtemp(prefix=f".verify-{step}-", dir=artifacts.parent.parent))
+    artifacts.parent.mkdir(parents=True, exist_ok=True)  # the temporary folder lies beside
+    work = Path(tempfile.mkdtemp(prefix=f".verify-{step}-", dir=artifacts.parent))
     old_env = {k: os.environ.get(k) for k in ("NEUROSEG_ARTIFACTS", "NEUROSEG_REPORTS")}
     try:
         _link_tree(artifacts, work / "artifacts" / profile)
