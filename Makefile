@@ -30,7 +30,7 @@ STEPS := $(basename $(notdir $(NOTEBOOKS)))
 EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
 DIGESTS := $(STEPS:%=$(RUN)/%.digest)
 
-.PHONY: help install reproduce test unit lab data lint clean verify FORCE $(STEPS)
+.PHONY: help install reproduce test unit lab data lint clean verify seeds FORCE $(STEPS)
 
 help:  ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -83,6 +83,11 @@ STEP ?=
 verify: $(STAMP)  ## re-run STEP=NN_name from scratch in a temporary folder; compare its metrics (RECORD=1 writes reproducibility.csv)
 	@test -n "$(STEP)" || { echo "usage: make verify STEP=10_nucleus_pretraining [PROFILE=full] [RECORD=1]"; exit 2; }
 	$(PY) -m neuroseg.report.verify $(STEP) --profile $(PROFILE) $(if $(RECORD),--record)
+
+SEEDS ?= 1 2
+seeds: $(STAMP)  ## train STEP=NN_name with SEEDS (default 1 2) from nothing; spread of each metric to seeds.csv
+	@test -n "$(STEP)" || { echo "usage: make seeds STEP=10_nucleus_pretraining [SEEDS='1 2']"; exit 2; }
+	$(PY) -m neuroseg.report.verify $(STEP) --profile $(PROFILE) --seeds $(SEEDS)
 
 # ------------------------------------------------------------------ other
 lab: $(STAMP)  ## open the notebooks in JupyterLab

@@ -164,11 +164,19 @@ def _snapshot(roots: list[Path], exclude: list[Path]) -> dict[str, float]:
     return state
 
 
-def run_notebook(name: str, profile: str) -> Path:
-    """Execute one notebook with papermill; see the module docstring for the guarantees."""
+def run_notebook(name: str, profile: str, *, overrides: dict | None = None) -> Path:
+    """Execute one notebook with papermill; see the module docstring for the guarantees.
+
+    ``overrides`` replace parameters of the profile (e.g. another ``seed``); a name the
+    notebook does not have is refused.
+    """
     import papermill as pm
 
     params = notebook_parameters(name, profile)
+    unknown = sorted(set(overrides or {}) - set(params))
+    if unknown:
+        raise ValueError(f"{name} has no parameters {unknown}; it has {sorted(params)}")
+    params.update(overrides or {})
     runs = paths.runs_dir(profile)
     runs.mkdir(parents=True, exist_ok=True)
     target = runs / f"{name}.ipynb"

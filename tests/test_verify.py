@@ -44,6 +44,13 @@ def test_record_replaces_the_steps_rows(tmp_path, monkeypatch):
     assert table["fresh"].tolist() == [0.79, 0.45]
 
 
+def test_a_parameter_the_notebook_lacks_is_refused():
+    from neuroseg import pipeline
+
+    with pytest.raises(ValueError, match="has no parameters"):
+        pipeline.run_notebook("10_nucleus_pretraining", "quick", overrides={"sed": 1})
+
+
 def test_unknown_step_is_refused():
     with pytest.raises(ValueError, match="unknown step"):
         verify.verify("77_nothing", profile="quick")
@@ -63,3 +70,11 @@ def test_the_quick_nucleus_step_comes_back_from_scratch_on_this_machine():
     assert (table["fresh"] == table["committed"]).all(), table[table["fresh"] != table["committed"]]
     assert (paths.metrics_dir("quick") / "10_nucleus_pretraining.json").read_bytes() == before
     assert not any(math.isnan(v) for v in table["fresh"])
+    assert not list(paths.artifacts_dir("quick").parent.glob(".verify-*"))  # cleaned up
+    # another seed: a spread over two runs, the committed one first
+    spread = verify.seed_spread("10_nucleus_pretraining", [1], profile="quick")
+    assert list(spread.columns) == verify.SEED_COLUMNS and len(spread) == len(table)
+    assert (spread["seeds"] == "0 1").all()
+    assert spread["sd"].notna().all() and (spread["sd"] >= 0).all()
+    with pytest.raises(ValueError, match="own seed"):
+        verify.seed_spread("10_nucleus_pretraining", [0], profile="quick")

@@ -12,6 +12,10 @@ Times, memory and counts are not compared. A metric is *within* when
 the tolerance applies). ``--record`` writes the rows to ``reports/metrics/reproducibility.csv``
 (columns ``step, metric, committed, fresh, sd, within, machine``), replacing the step's earlier
 rows. Exit status 1 when a metric is outside, naming it.
+
+``--seeds 1 2`` (``make seeds STEP=...``) runs the step with those seeds the same way and writes
+each metric's values, mean and sample sd over them and the committed run to
+``reports/metrics/seeds.csv``: the spread that ``within`` uses.
 """
 
 from __future__ import annotations
@@ -126,11 +130,19 @@ def machine_name() -> str:
 
 def verify(step: str, *, profile: str = "full", keep: bool = False) -> pd.DataFrame:
     """Re-run ``step`` from scratch in a temporary copy of the profile; compare its metrics."""
+    committed = quality_metrics(paths.metrics_dir(profile), step)
+    fresh = fresh_metrics(step, profile=profile, keep=keep)
+    return compare(step, committed, fresh, sd=_seed_sd(step), machine_name=machine_name())
+
+
+def fresh_metrics(step: str, *, profile: str = "full", keep: bool = False,
+                  overrides: dict | None = None) -> dict[str, float]:
+    """The quality metrics of ``step`` run from nothing (with ``overrides`` of its parameters,
+    e.g. another seed) in a temporary copy of the profile; nothing of the profile changes."""
     if step not in pipeline.notebook_names():
         raise ValueError(f"unknown step {step!r}; steps: {pipeline.notebook_names()}")
     artifacts, reports = paths.artifacts_dir(profile), paths.reports_dir(profile)
-    committed = quality_metrics(paths.metrics_dir(profile), step)
-    if not committed:
+    if not quality_metrics(paths.metrics_dir(profile), step):
         raise FileNotFoundError(
             f"no headline metrics of {step} in {paths.metrics_dir(profile)}: run "
             f"`make {step} PROFILE={profile}` first")
@@ -157,7 +169,7 @@ def verify(step: str, *, profile: str = "full", keep: bool = False) -> pd.DataFr
             if path.is_relative_to(artifacts / "models"):
                 folder = models / path.relative_to(artifacts / "models").parts[0]
                 shutil.rmtree(folder, ignore_errors=True)
-        pipeline.run_notebook(step, profile)
+        pipeline.run_notebook(step, profile, overrides=overrides)
         fresh = quality_metrics(paths.metrics_dir(profile), step)
     finally:
         for k, v in old_env.items():
@@ -167,14 +179,36 @@ def verify(step: str, *, profile: str = "full", keep: bool = False) -> pd.DataFr
                 os.environ[k] = v
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
-    return compare(step, committed, fresh, sd=_seed_sd(step), machine_name=machine_name())
+    return fresh
 
 
-def record(table: pd.DataFrame, *, profile: str = "full") -> Path:
-    """Write ``table``'s rows to ``reproducibility.csv``, replacing its step's earlier rows."""
-    out = paths.metrics_dir(profile) / "reproducibility.csv"
+SEED_COLUMNS = ["step", "metric", "seeds", "values", "mean", "sd", "machine"]
+
+
+def seed_spread(step: str, seeds: list[int], *, profile: str = "full") -> pd.DataFrame:
+    """Each quality metric of ``step`` over the committed run (its own seed) and fresh runs
+    with ``seeds``: the values, their mean and sample standard deviation."""
+    own = pipeline.notebook_parameters(step, profile).get("seed")
+    runs = {own: quality_metrics(paths.metrics_dir(profile), step)}
+    for seed in seeds:
+        if seed == own:
+            raise ValueError(f"seed {seed} is the committed run's own seed; pass other seeds")
+        runs[seed] = fresh_metrics(step, profile=profile, overrides={"seed": int(seed)})
+    rows = []
+    for metric in sorted(runs[own]):
+        values = [runs[s].get(metric, math.nan) for s in runs]
+        series = pd.Series(values, dtype=float)
+        rows.append({"step": step, "metric": metric, "seeds": " ".join(map(str, runs)),
+                     "values": " ".join(f"{v:.6g}" for v in values), "mean": series.mean(),
+                     "sd": series.std(ddof=1), "machine": machine_name()})
+    return pd.DataFrame(rows, columns=SEED_COLUMNS)
+
+
+def record(table: pd.DataFrame, *, profile: str = "full", name: str = "reproducibility.csv") -> Path:
+    """Write ``table``'s rows to ``name`` in the metrics folder, replacing its step's rows."""
+    out = paths.metrics_dir(profile) / name
     steps = set(table["step"])
-    old = pd.read_csv(out, dtype={"step": str}) if out.exists() else pd.DataFrame(columns=COLUMNS)
+    old = pd.read_csv(out, dtype={"step": str}) if out.exists() else pd.DataFrame(columns=table.columns)
     both = pd.concat([old[~old["step"].isin(steps)], table], ignore_index=True)
     io.write_csv(both.sort_values(["step", "metric"], kind="stable"), out)
     return out
@@ -186,7 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=paths.DEFAULT_PROFILE, choices=paths.PROFILES)
     parser.add_argument("--record", action="store_true", help="write reproducibility.csv")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="instead: run the step with these seeds and write the spread of "
+                             "each metric (with the committed run's) to seeds.csv")
     args = parser.parse_args(argv)
+    if args.seeds:
+        spread = seed_spread(args.step, args.seeds, profile=args.profile)
+        with pd.option_context("display.max_rows", None, "display.width", 140):
+            print(spread.drop(columns=["machine"]).to_string(index=False))
+        print(f"recorded in {record(spread, profile=args.profile, name='seeds.csv')}")
+        return 0
     table = verify(args.step, profile=args.profile, keep=args.keep)
     with pd.option_context("display.max_rows", None, "display.width", 140):
         print(table.drop(columns=["machine"]).to_string(index=False))
