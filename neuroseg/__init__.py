@@ -22,8 +22,9 @@ torch nor numpy. The layers, each importing only those below it:
 - ``neuroseg.experiments``: one module per notebook;
 - ``neuroseg.report``: the results page, its figures and the link inspector.
 
-``paths``, ``io``, ``plots`` and ``pipeline`` serve every layer (where files live, atomic
-writing, one plotting style, the notebook pipeline).
+``paths``, ``io``, ``plots``, ``pipeline``, ``checks`` and ``machine`` serve every layer (where
+files live, atomic writing, one plotting style, the notebook pipeline, argument checks and the
+guard around native libraries, the machine and its threads).
 """
 
 from __future__ import annotations
