@@ -8,11 +8,11 @@ keeps only what a program needs. Nothing here ever substitutes synthetic data fo
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from neuroseg import paths
+from neuroseg.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Dataset:
         out = []
         for f in self.files:
             expected = checksums.get(f"{self.name}/{f}")
-            if expected is not None and (root / f).is_file() and _sha256(root / f) != expected:
+            if expected is not None and (root / f).is_file() and sha256_file(root / f) != expected:
                 out.append(f)
         return out
 
@@ -48,14 +48,6 @@ CHECKSUMS_FILE = "CHECKSUMS.sha256"
 
 def _empty(path: Path) -> bool:
     return path.stat().st_size == 0 if path.is_file() else not any(path.iterdir())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checksums(root: Path) -> dict[str, str]:

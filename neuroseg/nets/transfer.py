@@ -13,10 +13,10 @@ in evaluation mode while the rest of the network trains).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from neuroseg.io import sha256_file
 from neuroseg.nets.folder import load_model
 from neuroseg.nets.layers import conv_layers, freeze_all_but_last, replace_head, widen_input
 from neuroseg.nets.unet import UNet, build_unet
@@ -33,14 +33,6 @@ def _layers_arg(layers: int | str | None) -> int | None:
     if layers < 1:
         raise ValueError(f"layers must be >= 1 (or 'all'); got {layers}")
     return layers
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def layer_count(model: UNet) -> int:
@@ -116,7 +108,7 @@ def from_pretrained(
     meta["transfer"] = {
         "source": os.fspath(folder),
         # the source weights' digest: a changed source model makes a different training run
-        "source_sha256": _digest(Path(folder) / "weights.pt"),
+        "source_sha256": sha256_file(Path(folder) / "weights.pt"),
         "source_target": meta.get("target"),
         "new_head": bool(new_head),
         "trainable_layers": "all" if k is None else k,
