@@ -8,6 +8,7 @@ morphometrics. The user-facing calls::
     labels = neuroseg.segment_2d(model, image)
     labels3d = neuroseg.segment_volume_2d(model, raw, linker=linker, resolution=(40, 10, 10))
     labels3d = neuroseg.segment_volume_3d(affinity_model, raw, resolution=(40, 10, 10))
+    labels3d = neuroseg.link(masks_from_any_tool, resolution=(40, 10, 10))
 
 They are loaded on first use, so ``import neuroseg`` (and ``neuroseg.paths``) needs neither
 torch nor numpy. The layers, each importing only those below it:
@@ -32,9 +33,11 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "segment_2d", "segment_volume_2d", "segment_volume_3d", "__version__"]
+__all__ = ["link", "load_model", "segment_2d", "segment_volume_2d", "segment_volume_3d",
+           "__version__"]
 
 _LAZY = {
+    "link": "neuroseg.linking.dropin",
     "load_model": "neuroseg.nets.folder",
     "segment_2d": "neuroseg.segment.image_2d",
     "segment_volume_2d": "neuroseg.segment.volume_2d",

@@ -6,5 +6,7 @@
   learned rules;
 - :mod:`~neuroseg.linking.calibration` — pair features and their calibration;
 - :mod:`~neuroseg.linking.learned` — the learned linker: z-affinities from two slices, its
-  training and its folder (:func:`~neuroseg.linking.learned.load_linker`).
+  training and its folder (:func:`~neuroseg.linking.learned.load_linker`);
+- :mod:`~neuroseg.linking.dropin` — :func:`neuroseg.link`: another tool's 2D masks joined into
+  3D objects.
 """

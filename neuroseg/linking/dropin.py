@@ -1,0 +1,104 @@
+"""The linker as a drop-in: another tool's 2D masks, slice by slice, joined into 3D objects.
+
+Cellpose, StarDist or micro-SAM segment a volume slice by slice and number the masks of each
+slice from 1 again; :func:`link` takes such a stack (or one whose IDs are already unique),
+gives every 2D mask a unique ID, and links neighbouring slices with the rule chosen: the
+learned linker of "Know Your Neighbour" when one is given, else the overlap rule that
+Cellpose's ``stitch_threshold`` uses.
+
+Examples
+--------
+>>> import numpy as np
+>>> masks = np.array([[[1, 1, 0, 2]], [[1, 1, 0, 2]]])   # IDs restart in every slice
+>>> link(masks, resolution=(40, 10, 10)).tolist()
+[[[1, 1, 0, 2]], [[1, 1, 0, 2]]]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from neuroseg.checks import check_resolution
+from neuroseg.data.labels import connected_components_per_slice
+from neuroseg.linking.graph import LinkResult
+from neuroseg.linking.rules import link_slices
+
+__all__ = ["link", "unique_per_slice"]
+
+
+def unique_per_slice(masks: npt.ArrayLike) -> np.ndarray:
+    """Every 2D mask of a (z, y, x) stack its own ID, whatever the tool numbered it.
+
+    Each connected piece of each label in each slice becomes one segment (IDs 1..N, slice by
+    slice), so that masks numbered from 1 in every slice are told apart.
+    """
+    return connected_components_per_slice(masks)
+
+
+def link(
+    masks: npt.ArrayLike,
+    raw: npt.ArrayLike | None = None,
+    *,
+    resolution: Sequence[float],
+    method: str | None = None,
+    linker=None,
+    threshold: float | None = None,
+    max_gap: int = 1,
+    return_result: bool = False,
+):
+    """Join a stack of 2D masks from any tool into 3D objects.
+
+    Parameters
+    ----------
+    masks : array_like of int, shape (z, y, x)
+        2D label images, one per slice; IDs may restart in every slice.
+    raw : array_like, shape (z, y, x), optional
+        The image the masks were made from; the learned linker needs it.
+    resolution : sequence of 3 float
+        (z, y, x) voxel size in nm. Required: the learned linker is calibrated per z spacing.
+    method : {"learned", "overlap", "hungarian", "graph"}, optional
+        Default ``"learned"`` with a ``linker``, else ``"overlap"`` (Cellpose's rule).
+    linker : neuroseg.linking.learned.AffinityLinker, optional
+        A trained linker (:func:`neuroseg.linking.learned.load_linker`).
+    threshold : float, optional
+        Link threshold; default the linker's calibrated one, else 0.25.
+    max_gap : int
+        Largest slice distance of a link (2 bridges a slice where a mask is missing).
+    return_result : bool
+        Return the :class:`~neuroseg.linking.graph.LinkResult` (labels and link table).
+
+    Returns
+    -------
+    ndarray of uint32, shape (z, y, x)
+        3D IDs 1..N; background stays 0. A stack with no mask gives a warning.
+    """
+    resolution = check_resolution(resolution)
+    if resolution is None:
+        raise ValueError("resolution=(z, y, x) in nm is required: pass the voxel size of the stack")
+    segments = unique_per_slice(masks)
+    if method is None:
+        method = "learned" if linker is not None else "overlap"
+    if method == "learned":
+        if linker is None:
+            raise ValueError(
+                "method='learned' needs linker= (neuroseg.linking.learned.load_linker(folder)); "
+                "without one use method='overlap'"
+            )
+        if raw is None:
+            raise ValueError("the learned linker reads the image: pass raw= (the stack's image)")
+        linker = linker.calibrated_for(resolution, segments="predicted")
+        if threshold is None:
+            threshold = linker.threshold
+    if threshold is None:
+        threshold = 0.25
+    if not segments.any():
+        warnings.warn("the masks hold no object: nothing to link", UserWarning, stacklevel=2)
+    result: LinkResult = link_slices(
+        segments, raw=raw, method=method, threshold=threshold,
+        linker=linker if method == "learned" else None, max_gap=max_gap, resolution=resolution,
+    )
+    return result if return_result else result.labels
