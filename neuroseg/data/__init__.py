@@ -6,7 +6,8 @@
   :mod:`~neuroseg.data.summaries` — fetching the public sources and converting them to the
   staged layout;
 - :mod:`~neuroseg.data.readers` — readers with validation (CREMI HDF5, DSB, AxonDeepSeg,
-  TIFF stacks, neurofinder, CTC);
+  TIFF stacks, neurofinder, CTC); :mod:`~neuroseg.data.files` — a user's own images and
+  labels in and out (TIFF, PNG, HDF5, .npy) with their voxel size;
 - :mod:`~neuroseg.data.splits` — train / validation / test splits, made once;
 - :mod:`~neuroseg.data.em_volumes`, :mod:`~neuroseg.data.em_slices`,
   :mod:`~neuroseg.data.soma_tiles` — the study's samples built from those;
