@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["MAX_SCALE_RATIO", "check_resolution", "check_scale_ratio", "check_unit_interval", "native_call"]
+__all__ = [
+    "MAX_SCALE_RATIO", "WARN_SCALE_RATIO", "PixelSizeWarning", "check_resolution",
+    "check_scale_ratio", "check_unit_interval", "native_call", "warn_missing_pixel_size",
+]
 
 #: How far (either way round) an image's pixel size may be from a model's before it refuses.
 MAX_SCALE_RATIO = 4.0
@@ -55,11 +59,34 @@ def check_resolution(resolution: Any, *, n: int = 3) -> tuple[float, ...] | None
     return values
 
 
+class PixelSizeWarning(UserWarning):
+    """An image's pixel size is far from (or not given beside) the one a model was trained at."""
+
+
+#: Beyond this ratio (either way round) resampling to a model's pixel size warns.
+WARN_SCALE_RATIO = 2.0
+
+
+def warn_missing_pixel_size(model_size: str, *, argument: str = "resolution=(z, y, x)") -> None:
+    """Warn that no pixel size was given, so the input is taken to be at the model's."""
+    warnings.warn(
+        f"no pixel size given: the input is taken to be at the model's {model_size}; pass "
+        f"{argument} so that it is resampled to the model's if it differs",
+        PixelSizeWarning, stacklevel=3,
+    )
+
+
 def check_scale_ratio(
     ratio: float, *, what: str, reference: str = "the model's", limit: float = MAX_SCALE_RATIO
 ) -> float:
-    """Refuse to resample by more than ``limit`` either way (``ratio`` = image / model size)."""
+    """The one rule for pixel sizes far from a model's (``ratio`` = image / model size): more
+    than :data:`WARN_SCALE_RATIO` either way warns (:class:`PixelSizeWarning`), more than
+    ``limit`` (:data:`MAX_SCALE_RATIO`) is refused with a ``ValueError`` that says what to do."""
     far = max(ratio, 1.0 / ratio)
+    if WARN_SCALE_RATIO * (1 + 1e-9) < far <= limit * (1 + 1e-9):
+        direction = "coarser" if ratio > 1 else "finer"
+        warnings.warn(f"{what} is {far:.3g}x {direction} than {reference}; it is resampled, "
+                      "but expect worse results", PixelSizeWarning, stacklevel=3)
     if far > limit * (1 + 1e-9):
         direction = "coarser" if ratio > 1 else "finer"
         raise ValueError(

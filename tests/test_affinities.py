@@ -731,12 +731,14 @@ def test_segment_volume_3d_coarser_volume_resampled(shape):
 def test_segment_volume_3d_far_resolution_warns():
     net = _tiny_net()
     raw = np.random.default_rng(3).random((2, 6, 6)).astype(np.float32)
-    with pytest.warns(UserWarning, match="far from the model"):
+    with pytest.warns(UserWarning, match="4x coarser than the model"):
         labels = segment_volume_3d(net, raw, resolution=(40.0, 40.0, 40.0))
     assert labels.shape == raw.shape and _consecutive(labels)
-    with pytest.warns(UserWarning, match="far from the model"):
+    with pytest.warns(UserWarning, match="2.5x coarser than the model"):
         labels = segment_volume_3d(net, raw, resolution=(100.0, 10.0, 10.0))
     assert labels.shape == raw.shape
+    with pytest.warns(UserWarning, match="no pixel size given"):
+        segment_volume_3d(net, raw)
 
 
 def test_segment_volume_3d_postprocess_from_meta_and_overrides(monkeypatch, raw):

@@ -11,6 +11,7 @@ Layers, lowest first; a module may import its own layer and those below it:
 6. ``neuroseg.experiments`` (one module per notebook; they never import each other, except
    the shared constants of ``experiments.papers``)
 7. ``neuroseg.report``
+8. ``neuroseg.cli`` (the ``neuroseg`` command)
 
 Further rules: no import circle; no module imports another module's private name (``_x``),
 neither ``from m import _x`` nor ``m._x``. The checker is tested on a small fake package with
@@ -35,7 +36,7 @@ PACKAGE = ROOT / "neuroseg"
 LAYERS = {
     "paths": 0, "io": 0, "plots": 0, "pipeline": 0, "checks": 0, "machine": 0,
     "data": 1, "nets": 2, "measure": 3, "linking": 4, "segment": 5,
-    "experiments": 6, "report": 7,
+    "experiments": 6, "report": 7, "cli": 8, "__main__": 8,
 }
 SHARED_EXPERIMENT_MODULES = {"papers"}
 

@@ -62,3 +62,38 @@ def test_a_missing_mask_is_bridged_with_max_gap_2():
     masks[2, 1:3, 1:3] = 5  # the tool missed it in slice 1
     assert neuroseg.link(masks, resolution=(40, 10, 10))[2].max() == 2
     assert neuroseg.link(masks, resolution=(40, 10, 10), max_gap=2)[2].max() == 1
+
+
+def test_device_moves_a_copy_and_refuses_a_missing_gpu():
+    import torch
+
+    from neuroseg.nets.predict import on_device
+    from neuroseg.nets.unet import UNet
+
+    net = UNet(ndim=2, depth=2, base_features=4)
+    net.meta = {"target": "fg_contour"}
+    assert on_device(net, "cpu") is net
+    if not torch.cuda.is_available():
+        assert on_device(net, None) is net
+        with pytest.raises(ValueError, match="no GPU"):
+            on_device(net, "cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        on_device(net, "gpu0")
+
+
+def test_three_slices_are_not_taken_for_rgb_and_empty_results_warn():
+    import torch
+
+    from neuroseg.nets.unet import UNet
+    from neuroseg.segment.image_2d import prepare_image, segment_2d
+
+    stack = np.random.default_rng(0).random((3, 16, 16))
+    with pytest.raises(ValueError, match="channel_axis=0"):
+        prepare_image(stack)
+    assert prepare_image(stack, channel_axis=0).shape == (1, 16, 16)
+    assert prepare_image(np.zeros((16, 16, 3))).shape == (1, 16, 16)  # (Y, X, 3) is colour
+    torch.manual_seed(0)
+    net = UNet(ndim=2, out_channels=2, depth=2, base_features=4)
+    net.meta = {"target": "fg_contour", "postprocess": {"fg_threshold": 1.0, "seed_threshold": 1.0}}
+    with pytest.warns(UserWarning, match="no object found"):
+        assert not segment_2d(net, np.zeros((16, 16)), device="cpu").any()

@@ -97,10 +97,6 @@ def _stack() -> np.ndarray:
     return np.array([[[1, 1, 2, 2]] * 4, [[3, 3, 4, 4]] * 4], np.uint32)
 
 
-def _raises(fn, *args, **kwargs):
-    fn(*args, **kwargs)
-
-
 def _write_h5(path: Path, **datasets) -> Path:
     with h5py.File(path, "w") as f:
         for key, (value, attrs) in datasets.items():
@@ -373,6 +369,8 @@ CASES = [
     Case("image of strings", "segment_2d", lambda t: image_2d.segment_2d(_nucleus(), np.array([["a"]])), TypeError, ("dtype", "numeric")),
     Case("image 4D", "segment_2d", lambda t: image_2d.segment_2d(_nucleus(), np.zeros((2, 3, 8, 8))), ValueError, ("image",)),
     Case("image with NaN", "segment_2d", lambda t: image_2d.segment_2d(_nucleus(), np.full((16, 16), np.nan)), ValueError, ("nan",)),
+    Case("three slices as one image", "segment_2d", lambda t: image_2d.segment_2d(_nucleus(), np.zeros((3, 16, 16))), ValueError, ("channel_axis=0", "slices")),
+    Case("a GPU that is not there", "segment_2d", lambda t: image_2d.segment_2d(_nucleus(), IMG, device="cuda:7"), ValueError, ("gpu", "cpu")),
     Case("3D model for a 2D image", "segment_2d", lambda t: image_2d.segment_2d(_affinity(), IMG), ValueError, ("segment_2d", "affinities")),
     Case("fg threshold above 1", "labels_from_fg_contour", lambda t: instances.labels_from_fg_contour(IMG, IMG, fg_threshold=1.5), ValueError, ("fg_threshold", "[0, 1]")),
     Case("seed threshold negative", "labels_from_fg_contour", lambda t: instances.labels_from_fg_contour(IMG, IMG, seed_threshold=-0.2), ValueError, ("seed_threshold", "[0, 1]")),

@@ -40,6 +40,8 @@ import numpy as np
 import numpy.typing as npt
 from skimage.transform import resize
 
+from neuroseg.checks import PixelSizeWarning
+
 __all__ = [
     "DEFAULT_MAX_RATIO",
     "DEFAULT_TOLERANCE",
@@ -54,10 +56,6 @@ __all__ = [
 DEFAULT_TOLERANCE = 1.5
 #: Ratio of pixel sizes (either way round) beyond which a model refuses to run.
 DEFAULT_MAX_RATIO = 3.0
-
-
-class PixelSizeWarning(UserWarning):
-    """An image's pixel size is far from the pixel size a model was trained at."""
 
 
 # --------------------------------------------------------------------------------------------

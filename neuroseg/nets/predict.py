@@ -11,6 +11,7 @@ At the model's pixel size: :mod:`neuroseg.nets.scale`. From outputs to segments:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from itertools import product
 
@@ -58,6 +59,28 @@ def _starts(size: int, tile: int, step: int) -> list[int]:
         return [0]
     starts = list(range(0, size - tile, step)) + [size - tile]
     return sorted(set(starts))
+
+
+def on_device(model: UNet, device: str | torch.device | None = None) -> UNet:
+    """``model`` on ``device`` ("cpu", "cuda", "cuda:1"; None: CUDA when there is a GPU, else
+    the CPU). A model elsewhere is copied there; the one passed in is left where it was."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}") from err
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no GPU here; use 'cpu'")
+    if target.type == "cuda" and (target.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                         "cuda:0 upwards; use one of them or 'cpu'")
+    if _device_of(model) == target or (target.type == "cuda" and target.index is None
+                                       and _device_of(model).type == "cuda"):
+        return model
+    moved = copy.deepcopy(model).to(target)
+    moved.meta = getattr(model, "meta", None)
+    return moved
 
 
 def _per_axis(value, ndim: int, name: str, *, minimum: int) -> tuple[int, ...]:

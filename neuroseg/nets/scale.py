@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroseg.checks import check_resolution, check_scale_ratio
+from neuroseg.checks import check_resolution, check_scale_ratio, warn_missing_pixel_size
 from neuroseg.data.images import normalize
 from neuroseg.data.resample import resample_image
 from neuroseg.nets.predict import predict
@@ -197,7 +197,10 @@ def predict_at_model_scale(
 def _xy_scale(model: UNet, resolution: Sequence[float] | None) -> float:
     """Model pixel size / volume pixel size (1.0 when either is unknown)."""
     model_px = model_pixel_size(model)
-    if resolution is None or model_px is None:
+    if model_px is None:
+        return 1.0
+    if resolution is None:
+        warn_missing_pixel_size(f"{model_px.size[-1]:g} {model_px.unit} pixels")
         return 1.0
     if model_px.unit != "nm":
         raise ValueError(f"a volume's resolution is in nm; this model's pixel size is in {model_px.unit}")
@@ -205,7 +208,8 @@ def _xy_scale(model: UNet, resolution: Sequence[float] | None) -> float:
     res = check_resolution(resolution)
     if abs(res[1] - res[2]) > 1e-6 * res[1]:
         raise ValueError(f"resolution must be isotropic in y and x; got {resolution}")
-    check_scale_ratio(res[1] / pixel_nm, what=f"the volume's pixel size {res[1]:g} nm")
+    check_scale_ratio(res[1] / pixel_nm, what=f"the volume's pixel size {res[1]:g} nm",
+                      reference=f"the model's {pixel_nm:g} nm")
     return float(pixel_nm) / res[1]
 
 

@@ -14,6 +14,7 @@ from neuroseg.data.images import normalize, to_grey
 from neuroseg.data.resample import (
     check_pixel_size,
 )
+from neuroseg.nets.predict import on_device
 from neuroseg.nets.scale import model_pixel_size, predict_at_model_scale
 from neuroseg.nets.unet import ModelError, UNet
 
@@ -48,6 +49,7 @@ def probabilities(
     tolerance: float = 2.5,
     max_ratio: float | None = 4.0,
     progress: bool = False,
+    device: str | None = None,
 ) -> np.ndarray:
     """Class probabilities (K, Y, X) of ``image`` on its own grid.
 
@@ -59,7 +61,8 @@ def probabilities(
     check_pixel_size(pixel_size, model_px, tolerance=tolerance, max_ratio=max_ratio)
     x = input_image(image)
     tiles = None if tile is None else (int(tile), int(tile))
-    p = predict_at_model_scale(model, x[None], pixel_size=pixel_size, tile=tiles, overlap=32,
+    p = predict_at_model_scale(on_device(model, device), x[None], pixel_size=pixel_size,
+                               tile=tiles, overlap=32,
                                activation="softmax", progress=progress)
     return np.clip(p, 0.0, 1.0).astype(np.float32)
 
@@ -73,6 +76,7 @@ def segment(
     tolerance: float = 2.5,
     max_ratio: float | None = 4.0,
     progress: bool = False,
+    device: str | None = None,
 ) -> np.ndarray:
     """Segment an SEM/TEM image into classes (0 background, 1 myelin, 2 axon, 3 uaxon).
 
@@ -91,6 +95,8 @@ def segment(
         ``tolerance`` it warns (:class:`~neuroseg.data.resample.PixelSizeWarning`: resampling that
         far loses or invents detail), beyond ``max_ratio`` the model refuses to run
         (``ValueError``); ``max_ratio=None`` only warns.
+    device : str, optional
+        "cpu", "cuda", "cuda:1"; None: the GPU when there is one, else the CPU.
 
     Returns
     -------
@@ -109,5 +115,5 @@ def segment(
     ValueError: image pixel size 0.5 µm is 5x coarser than the 0.1 µm ...
     """
     p = probabilities(model, image, pixel_size=pixel_size, tile=tile, tolerance=tolerance,
-                      max_ratio=max_ratio, progress=progress)
+                      max_ratio=max_ratio, progress=progress, device=device)
     return p.argmax(0).astype(np.uint8)

@@ -2,27 +2,45 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from neuroseg.data.images import normalize, to_grey
+from neuroseg.nets.predict import on_device
 from neuroseg.nets.scale import predict_at_model_scale
 from neuroseg.nets.unet import UNet
 from neuroseg.segment import instances
 
 
-def prepare_image(image: np.ndarray, *, channels: int = 1, invert: bool = False) -> np.ndarray:
+def prepare_image(
+    image: np.ndarray, *, channels: int = 1, invert: bool = False, channel_axis: int | None = None
+) -> np.ndarray:
     """A user's 2D image (grey or RGB, any dtype) to the (C, Y, X) float32 network input.
 
     ``invert`` flips the normalised intensities (for dark objects on a bright background, as
-    in brightfield, when the model was trained on bright objects).
+    in brightfield, when the model was trained on bright objects). ``channel_axis`` says where
+    the colour channels are (a (Y, X, 3|4) image is taken as RGB(A) without it); a
+    (3, Y, X) array could be an RGB image with its channels first or three slices of a stack,
+    so it is refused unless ``channel_axis=0`` says which.
     """
     image = np.asarray(image)
     if image.dtype == bool:
         image = image.astype(np.uint8)
     if image.dtype.kind not in "uif":
         raise TypeError(f"image dtype {image.dtype} is not numeric")
-    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (3, 4):
-        image = np.moveaxis(image, 0, -1)  # channel-first input
+    if channel_axis is not None:
+        if image.ndim != 3:
+            raise ValueError(f"channel_axis={channel_axis} needs a 3D array; got shape {image.shape}")
+        image = np.moveaxis(image, channel_axis, -1)
+    elif image.ndim == 3 and image.shape[0] == 1:
+        image = image[0]
+    elif image.ndim == 3 and image.shape[0] in (3, 4) and image.shape[-1] not in (3, 4):
+        raise ValueError(
+            f"an image of shape {image.shape} is either colour with its channels first or "
+            f"{image.shape[0]} slices of a stack: pass channel_axis=0 for colour, or segment "
+            "the slices one by one (or a volume with segment_volume_2d)"
+        )
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
     if channels == 1:
@@ -41,6 +59,8 @@ def segment_2d(
     overlap: int = 32,
     return_probabilities: bool = False,
     invert: bool = False,
+    channel_axis: int | None = None,
+    device: str | None = None,
     **postprocess,
 ):
     """Segment a 2D image into instance labels with a trained model folder's network.
@@ -59,6 +79,11 @@ def segment_2d(
     image : array (Y, X) or (Y, X, 3|4)
         Any integer or float dtype; normalised by percentiles.
     tile, overlap : tiled prediction for images larger than ``tile``.
+    device : str, optional
+        "cpu", "cuda", "cuda:1"; None: the GPU when there is one, else the CPU.
+    channel_axis : int, optional
+        Where the colour channels are; required for a (3, Y, X) array (see
+        :func:`prepare_image`).
     invert : bool
         Dark nuclei on a bright background (brightfield): invert before predicting, as the
         training data preparation does (:func:`neuroseg.experiments.nucleus_pretraining.load_part`).
@@ -74,9 +99,10 @@ def segment_2d(
         raise ValueError(
             f"segment_2d needs a foreground/contour or boundary model, this one predicts {target!r}"
         )
-    x = prepare_image(image, channels=model.config["in_channels"], invert=invert)
+    x = prepare_image(image, channels=model.config["in_channels"], invert=invert,
+                      channel_axis=channel_axis)
     prob = predict_at_model_scale(
-        model, x, tile=None if tile is None else (tile, tile), overlap=overlap
+        on_device(model, device), x, tile=None if tile is None else (tile, tile), overlap=overlap
     )
     options = dict(meta.get("postprocess", {}))
     options.update(postprocess)
@@ -84,4 +110,7 @@ def segment_2d(
         labels = instances.labels_from_fg_contour(prob[0], prob[1], **options)
     else:
         labels = instances.labels_from_boundaries(prob[0], **options)
+    if not labels.any():
+        warnings.warn("no object found in the image: check the model, invert= and the image's "
+                      "contrast", UserWarning, stacklevel=2)
     return (labels, prob) if return_probabilities else labels

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from neuroseg.data.readers import check_volume
-from neuroseg.nets.predict import predict_stack
+from neuroseg.nets.predict import on_device, predict_stack
 from neuroseg.nets.scale import back_to_volume_scale, slices_at_model_scale
 from neuroseg.nets.unet import UNet
 from neuroseg.segment import instances
@@ -21,6 +22,7 @@ def boundaries_2d(
     resolution: Sequence[float] | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    device: str | None = None,
 ) -> np.ndarray:
     """Boundary probabilities of every slice of a (z, y, x) EM volume, slices batched.
 
@@ -31,7 +33,8 @@ def boundaries_2d(
     raw = check_volume(raw)
     _check_boundary_model(model)
     x, size = slices_at_model_scale(model, raw, resolution=resolution)
-    prob = predict_stack(model, x[:, None], batch_size=batch_size, progress=progress)
+    prob = predict_stack(on_device(model, device), x[:, None], batch_size=batch_size,
+                         progress=progress)
     return back_to_volume_scale(prob, size)[:, 0]
 
 
@@ -51,6 +54,7 @@ def segments_2d(
     resolution: Sequence[float] | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    device: str | None = None,
     **postprocess,
 ) -> np.ndarray:
     """2D segments of every slice of a volume (the first half of the 2D route).
@@ -59,7 +63,8 @@ def segments_2d(
     the model's stored post-processing (``meta["postprocess"]``), overridable by keyword.
     Returns uint32 (z, y, x) labels, unique over the volume, nothing linked across z.
     """
-    prob = boundaries_2d(model, raw, resolution=resolution, batch_size=batch_size, progress=progress)
+    prob = boundaries_2d(model, raw, resolution=resolution, batch_size=batch_size,
+                         progress=progress, device=device)
     options = dict(model.meta.get("postprocess", {}))
     options.update(postprocess)
     return instances.labels_from_boundaries_stack(prob, **options)
@@ -77,6 +82,7 @@ def segment_volume_2d(
     batch_size: int = 8,
     return_result: bool = False,
     progress: bool = False,
+    device: str | None = None,
     **postprocess,
 ):
     """Segment a 3D EM volume the 2D way: boundaries per slice, 2D segments, linking in z.
@@ -101,6 +107,8 @@ def segment_volume_2d(
         linker picks its calibration for this z spacing.
     max_gap : int, optional
         Largest slice distance of a link.
+    device : str, optional
+        "cpu", "cuda", "cuda:1"; None: the GPU when there is one, else the CPU.
     return_result : bool, optional
         Return the :class:`neuroseg.linking.graph.LinkResult` (3D labels and link table) instead
         of the labels alone.
@@ -118,7 +126,8 @@ def segment_volume_2d(
     if "seed_threshold" in postprocess:
         postprocess["threshold"] = postprocess.pop("seed_threshold")
     labels2d = segments_2d(
-        model, raw, resolution=resolution, batch_size=batch_size, progress=progress, **postprocess
+        model, raw, resolution=resolution, batch_size=batch_size, progress=progress,
+        device=device, **postprocess
     )
     if method is None:
         method = "learned" if linker is not None else "overlap"
@@ -137,4 +146,7 @@ def segment_volume_2d(
         max_gap=max_gap,
         resolution=resolution,
     )
+    if not result.labels.any():
+        warnings.warn("no object found in the volume: check the model, resolution= and the "
+                      "image's contrast", UserWarning, stacklevel=2)
     return result if return_result else result.labels

@@ -12,12 +12,13 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
-from neuroseg.checks import check_resolution, check_scale_ratio
+from neuroseg.checks import check_resolution, check_scale_ratio, warn_missing_pixel_size
 from neuroseg.data.images import normalize
 from neuroseg.data.readers import check_volume
 from neuroseg.nets.augment import Augmenter
 from neuroseg.nets.folder import load_model
 from neuroseg.nets.loaders import CropDataset
+from neuroseg.nets.predict import on_device
 from neuroseg.nets.scale import model_pixel_size, pixel_size_meta
 from neuroseg.nets.unet import ModelError, UNet
 from neuroseg.segment.affinities import (
@@ -200,18 +201,16 @@ def model_resolution(meta: dict) -> list[float] | None:
 
 def _scale_factors(meta: dict, resolution: Sequence[float] | None) -> np.ndarray:
     model_res = model_resolution(meta)
-    if resolution is None or model_res is None:
+    if model_res is None:
+        return np.ones(3)
+    if resolution is None:
+        warn_missing_pixel_size(f"{tuple(float(r) for r in model_res)} nm voxels")
         return np.ones(3)
     res = np.asarray(check_resolution(resolution))
     factors = res / np.asarray(model_res, float)  # > 1: volume coarser than the model
-    for f in factors:
-        check_scale_ratio(float(f), what=f"the volume's voxel size {tuple(res.tolist())} nm")
-    if np.any(factors > 2.0) or np.any(factors < 0.5):
-        warnings.warn(
-            f"the volume's voxel size {tuple(res.tolist())} nm is far from the model's "
-            f"{tuple(float(r) for r in model_res)} nm; it is resampled, but expect worse segments",
-            stacklevel=3,
-        )
+    worst = max(factors, key=lambda f: max(f, 1.0 / f))
+    check_scale_ratio(float(worst), what=f"the volume's voxel size {tuple(res.tolist())} nm",
+                      reference=f"the model's {tuple(float(r) for r in model_res)} nm")
     return factors
 
 
@@ -228,6 +227,7 @@ def segment_volume_3d(
     batch_size: int = 1,
     return_affinities: bool = False,
     progress: bool = False,
+    device: str | None = None,
 ):
     """Segment a 3D EM volume the 3D way: affinities from a 3D U-Net, then agglomeration.
 
@@ -249,6 +249,8 @@ def segment_volume_3d(
         Tiled prediction (see :func:`predict_affinities`).
     return_affinities : bool
         Also return the affinities (at the model's voxel size).
+    device : str, optional
+        "cpu", "cuda", "cuda:1"; None: the GPU when there is one, else the CPU.
 
     Returns
     -------
@@ -273,7 +275,7 @@ def segment_volume_3d(
     if min_size is not None:
         post["min_size"] = int(min_size)
     affs = predict_affinities(
-        model, volume, tile=tile, overlap=overlap, batch_size=batch_size, progress=progress
+        on_device(model, device), volume, tile=tile, overlap=overlap, batch_size=batch_size, progress=progress
     )
     labels = agglomerate(
         affs, method=post["method"], threshold=float(post["threshold"]),
@@ -284,6 +286,9 @@ def segment_volume_3d(
         labels = relabel_by_first_appearance(ndimage.zoom(labels, zoom, order=0, grid_mode=True, mode="nearest"))
         if labels.shape != raw.shape:  # rounding of zoom: pad or cut to the input's shape
             labels = _fit_shape(labels, raw.shape)
+    if not labels.any():
+        warnings.warn("no object found in the volume: check the model, resolution= and the "
+                      "image's contrast", UserWarning, stacklevel=2)
     return (labels, affs) if return_affinities else labels
 
 

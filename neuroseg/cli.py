@@ -1,0 +1,212 @@
+"""The ``neuroseg`` command: segment and link a researcher's own files.
+
+::
+
+    neuroseg segment2d nuclei.png out/ --model artifacts/full/models/nucleus_unet
+    neuroseg link masks/ labels3d.tif --resolution 40,10,10
+    neuroseg segment-volume em.h5 labels3d.tif --model FOLDER --route 3d --resolution 40,10,10
+    neuroseg axons sem.png classes.tif --model FOLDER --pixel-size 0.13
+    neuroseg models
+
+Inputs are TIFF, PNG, HDF5 (``--key``), ``.npy`` or a folder of slices
+(:mod:`neuroseg.data.files`); outputs are written atomically, labels as the smallest unsigned
+type with the voxel size. A bad path, format or voxel size ends with a message and exit
+status 1, and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from neuroseg import paths
+
+__all__ = ["main"]
+
+
+def _resolution(text: str | None) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give three numbers in nm, e.g. 40,10,10") from None
+    if len(values) != 3 or min(values) <= 0:
+        raise click.BadParameter(f"{text!r}: give three positive numbers in nm, e.g. 40,10,10")
+    return values  # type: ignore[return-value]
+
+
+def _fail_clearly(fn):
+    """Known errors of bad input become a one-line message and exit status 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from neuroseg.data.readers import DataError
+        from neuroseg.nets.unet import ModelError
+
+        try:
+            return fn(*args, **kwargs)
+        except (DataError, ModelError, FileNotFoundError, ValueError, TypeError) as err:
+            raise click.ClickException(str(err)) from err
+
+    return wrapper
+
+
+def _model(folder: str, device: str | None):
+    from neuroseg.nets.folder import load_model
+
+    return load_model(folder, map_location=device or "cpu")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Neuron segmentation in microscopy: segment images and volumes, link 2D masks in 3D."""
+
+
+@main.command("segment2d")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--model", "model_folder", required=True, help="a model folder (nucleus, soma, EM)")
+@click.option("--invert", is_flag=True, help="dark objects on a bright background")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: the best there is)")
+@_fail_clearly
+def segment2d(inputs, out, model_folder, invert, device):
+    """Segment 2D images (files or folders of them) into instance labels; OUT is a folder."""
+    from tqdm.auto import tqdm
+
+    from neuroseg.data import files
+    from neuroseg.segment.image_2d import segment_2d
+
+    images = []
+    for item in inputs:
+        if item.is_dir():
+            images += sorted(p for p in item.iterdir() if p.suffix.lower() in files.FORMATS)
+        elif not item.exists():
+            raise FileNotFoundError(f"{item}: no such file or folder")
+        else:
+            images.append(item)
+    if not images:
+        raise FileNotFoundError(f"no images among {', '.join(map(str, inputs))}")
+    unknown = [str(p) for p in images if p.suffix.lower() not in files.FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format of {', '.join(unknown)}; use one of "
+                         f"{', '.join(files.FORMATS)}")
+    model = _model(model_folder, device)
+    for path in tqdm(images, desc="images", unit="image", disable=len(images) < 2):
+        labels = segment_2d(model, files.read(path).array, invert=invert, device=device)
+        out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
+        target = files.write(out / f"{path.stem}_labels.tif", labels, labels=True)
+        click.echo(f"{path} -> {target} ({int(labels.max())} objects)")
+
+
+@main.command("link")
+@click.argument("masks", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--resolution", required=True, help="z,y,x voxel size in nm, e.g. 40,10,10")
+@click.option("--raw", type=click.Path(path_type=Path), help="the image (the learned linker reads it)")
+@click.option("--method", type=click.Choice(["learned", "overlap", "hungarian", "graph"]),
+              default=None, help="default: learned with --linker, else overlap (Cellpose's rule)")
+@click.option("--linker", "linker_folder", help="a trained linker folder")
+@click.option("--max-gap", default=1, show_default=True, help="largest slice distance of a link")
+@click.option("--key", default=None, help="dataset of an HDF5 input")
+@_fail_clearly
+def link_cmd(masks, out, resolution, raw, method, linker_folder, max_gap, key):
+    """Join another tool's 2D masks (a stack, or a folder of slices) into 3D objects."""
+    from neuroseg.data import files
+    from neuroseg.linking.dropin import link
+
+    res = _resolution(resolution)
+    stack = files.read(masks, key=key).array
+    image = files.read(raw).array if raw is not None else None
+    linker = None
+    if linker_folder:
+        from neuroseg.linking.learned import load_linker
+
+        linker = load_linker(linker_folder)
+    labels = link(stack, image, resolution=res, method=method, linker=linker, max_gap=max_gap)
+    files.write(out, labels, voxel_size=res, labels=True)
+    click.echo(f"{masks} -> {out} ({int(labels.max())} objects)")
+
+
+@main.command("segment-volume")
+@click.argument("raw", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--model", "model_folder", required=True, help="EM boundary (2d) or affinity (3d) model")
+@click.option("--route", type=click.Choice(["2d", "3d"]), required=True)
+@click.option("--resolution", default=None, help="z,y,x in nm (default: the file's own)")
+@click.option("--linker", "linker_folder", help="the learned linker (2d route)")
+@click.option("--key", default=None, help="dataset of an HDF5 input")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: the best there is)")
+@_fail_clearly
+def segment_volume(raw, out, model_folder, route, resolution, linker_folder, key, device):
+    """Segment a 3D EM volume into neurons, the 2D way (slices, then linking) or the 3D way."""
+    from neuroseg.data import files
+
+    image = files.read(raw, key=key)
+    res = _resolution(resolution) or image.voxel_size
+    if res is None:
+        raise ValueError(f"{raw} records no voxel size: pass --resolution z,y,x in nm")
+    model = _model(model_folder, device)
+    if route == "2d":
+        from neuroseg.segment.volume_2d import segment_volume_2d
+
+        linker = None
+        if linker_folder:
+            from neuroseg.linking.learned import load_linker
+
+            linker = load_linker(linker_folder)
+        labels = segment_volume_2d(model, image.array, linker=linker, resolution=res,
+                                   progress=True, device=device)
+    else:
+        from neuroseg.segment.volume_3d import segment_volume_3d
+
+        labels = segment_volume_3d(model, image.array, resolution=res, progress=True, device=device)
+    files.write(out, labels, voxel_size=res, labels=True)
+    click.echo(f"{raw} -> {out} ({int(labels.max())} objects)")
+
+
+@main.command("axons")
+@click.argument("image_path", metavar="IMAGE", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--model", "model_folder", required=True, help="an axon/myelin model folder")
+@click.option("--pixel-size", type=float, required=True, help="the image's pixel size in µm")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: the best there is)")
+@_fail_clearly
+def axons(image_path, out, model_folder, pixel_size, device):
+    """Axon and myelin classes of an SEM/TEM image, and the morphometrics table beside them."""
+    from neuroseg.data import files
+    from neuroseg.io import write_csv
+    from neuroseg.measure import morphometrics
+    from neuroseg.segment.axon_myelin import segment
+
+    model = _model(model_folder, device)
+    classes = segment(model, files.read(image_path).array, pixel_size=pixel_size, device=device)
+    axon, myelin = morphometrics.masks_from_classes(classes)
+    table = morphometrics.axon_morphometrics(axon, myelin, pixel_size=pixel_size)
+    nm = pixel_size * 1000.0
+    files.write(out, classes, voxel_size=(nm, nm), labels=True)
+    csv = out.with_name(f"{out.stem}_morphometrics.csv")
+    write_csv(table, csv)
+    click.echo(f"{image_path} -> {out}, {csv} ({len(table)} axons)")
+
+
+@main.command("models")
+@click.option("--profile", type=click.Choice(list(paths.PROFILES)), default=None)
+def models(profile):
+    """The trained model folders of a profile: name, task and pixel size."""
+    root = paths.models_dir(profile)
+    rows = []
+    for config in sorted(root.rglob("config.json")) if root.exists() else []:
+        meta = json.loads(config.read_text()).get("meta", {})
+        size = meta.get("pixel_size") or {}
+        rows.append((str(config.parent.relative_to(root)), str(meta.get("target", "?")),
+                     " x ".join(f"{v:g}" for v in size.get("size", [])) + f" {size.get('unit', '')}"))
+    if not rows:
+        click.echo(f"no trained models in {root}: run `make reproduce` (or pass --model FOLDER)")
+        return
+    width = max(len(r[0]) for r in rows)
+    for name, task, size in rows:
+        click.echo(f"{name:<{width}}  {task:<12} {size.strip()}")
