@@ -78,9 +78,7 @@ def on_device(model: UNet, device: str | torch.device | None = None) -> UNet:
     if _device_of(model) == target or (target.type == "cuda" and target.index is None
                                        and _device_of(model).type == "cuda"):
         return model
-    moved = copy.deepcopy(model).to(target)
-    moved.meta = getattr(model, "meta", None)
-    return moved
+    return copy.deepcopy(model).to(target)  # the copy keeps the model's meta
 
 
 def _per_axis(value, ndim: int, name: str, *, minimum: int) -> tuple[int, ...]:
