@@ -81,6 +81,15 @@ def on_device(model: UNet, device: str | torch.device | None = None) -> UNet:
     return copy.deepcopy(model).to(target)  # the copy keeps the model's meta
 
 
+def _check_input(x: np.ndarray, model: UNet, name: str, *, channel_axis: int) -> None:
+    """The network input has the model's channels and only finite values."""
+    if x.shape[channel_axis] != model.config["in_channels"]:
+        raise ValueError(f"{name} has {x.shape[channel_axis]} channels, the model expects "
+                         f"{model.config['in_channels']}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
 def _per_axis(value, ndim: int, name: str, *, minimum: int) -> tuple[int, ...]:
     """An int or one int per spatial axis, each at least ``minimum``; else a clear error."""
     values = (value,) * ndim if isinstance(value, int | np.integer) else tuple(value)
@@ -129,12 +138,7 @@ def predict(
     ndim = model.config["ndim"]
     if image.ndim != ndim + 1:
         raise ValueError(f"expected an image of shape (C, *{ndim} spatial axes), got {image.shape}")
-    if image.shape[0] != model.config["in_channels"]:
-        raise ValueError(
-            f"image has {image.shape[0]} channels, the model expects {model.config['in_channels']}"
-        )
-    if not np.all(np.isfinite(image)):
-        raise ValueError("image contains NaN or infinite values")
+    _check_input(image, model, "image", channel_axis=0)
     spatial = image.shape[1:]
     mult = model.required_multiple
     tile = spatial if tile is None else _per_axis(tile, ndim, "tile", minimum=1)
@@ -202,12 +206,7 @@ def predict_stack(
     stack = np.asarray(stack, dtype=np.float32)
     if stack.ndim != 4:
         raise ValueError(f"expected a stack of shape (N, C, Y, X), got {stack.shape}")
-    if stack.shape[1] != model.config["in_channels"]:
-        raise ValueError(
-            f"stack has {stack.shape[1]} channels, the model expects {model.config['in_channels']}"
-        )
-    if not np.all(np.isfinite(stack)):
-        raise ValueError("stack contains NaN or infinite values")
+    _check_input(stack, model, "stack", channel_axis=1)
     n, _, *spatial = stack.shape
     bar = tqdm(total=n, desc="predict", unit="slice", disable=not progress, leave=False)
     if max(spatial) > tile:
