@@ -155,6 +155,14 @@ def test_segment_refuses_a_model_that_is_not_an_axon_model():
         segment(net, _fibres((32, 32))[0], pixel_size=0.1)
 
 
+def test_evaluate_refuses_a_model_that_is_not_an_axon_model():
+    """The pixel-size check comes first: a boundary model with a modality is still refused."""
+    net = _net()
+    net.meta = {"target": "boundaries", "modality": "sem", "pixel_size": {"size": [10, 10], "unit": "nm"}}
+    with pytest.raises(ModelError, match="not an axon/myelin model"):
+        axon_myelin.evaluate(net, [], tile=None)
+
+
 def test_segment_rejects_nan_and_bad_shapes():
     image = _fibres((32, 32))[0].astype(np.float32)
     image[3, 3] = np.nan

@@ -53,7 +53,7 @@ from neuroseg.nets.scale import pixel_size_meta
 from neuroseg.nets.train import PRECISIONS, TrainConfig, fit, history_frame
 from neuroseg.nets.unet import ModelError, UNet
 from neuroseg.plots import CLASS_COLOURS, class_legend, overlay_classes
-from neuroseg.segment.axon_myelin import input_image, model_pixel_size, segment
+from neuroseg.segment.axon_myelin import axon_model_pixel_size, input_image, segment
 
 __all__ = [
     "DATASETS",
@@ -460,7 +460,7 @@ def evaluate(
 
 
 def _modality_of(model: UNet) -> str:
-    model_pixel_size(model)
+    axon_model_pixel_size(model)  # ModelError for a model that is not an axon/myelin one
     modality = model.meta.get("modality")
     if modality not in DATASETS:
         raise ModelError(f"the model's meta names no known modality (got {modality!r})")
