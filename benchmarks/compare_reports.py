@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from neuroseg.report.verify import flatten
+
 #: Fields that measure time or memory (and the figures and pages drawn from them).
 TIMING = re.compile(
     r"seconds|s_per_mvox|peak_|_mb$|mfu|tflops|median|q25|q75|share_|speedup|ratio"
@@ -29,20 +31,6 @@ TIME_IN_TEXT = re.compile(r"time \d+(\.\d+)?")
 TIMED_CHOICES = re.compile(r"(^|\.)(precision|speed|speed_2d|speed_3d|kept|difference)$")
 
 
-def _flatten(value, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list):
-        out = {}
-        for i, v in enumerate(value):
-            out.update(_flatten(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
-
-
 def _same(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True  # both NaN
@@ -50,7 +38,8 @@ def _same(a, b) -> bool:
 
 
 def compare_json(old: Path, new: Path) -> list[str]:
-    a, b = _flatten(json.loads(old.read_text())), _flatten(json.loads(new.read_text()))
+    a = flatten(json.loads(old.read_text()), lists=True)
+    b = flatten(json.loads(new.read_text()), lists=True)
     out = []
     for key in sorted(set(a) | set(b)):
         if TIMING.search(key) or TIMED_CHOICES.search(key):

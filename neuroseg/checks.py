@@ -45,17 +45,19 @@ def check_unit_interval(value: Any, name: str) -> float:
     return v
 
 
-def check_resolution(resolution: Any, *, n: int = 3) -> tuple[float, ...] | None:
+def check_resolution(resolution: Any, *, n: int = 3, name: str = "resolution"
+                     ) -> tuple[float, ...] | None:
     """``resolution`` as ``n`` positive, finite floats (a voxel size, e.g. (z, y, x) in nm)."""
     if resolution is None:
         return None
-    what = "(z, y, x)" if n == 3 else f"({n} axes)"
+    what = "(z, y, x)" if n == 3 else "(y, x)" if n == 2 else f"(one per axis of {n})"
+    message = f"{name} must be {n} positive numbers {what}; got {resolution!r}"
     try:
         values = tuple(float(v) for v in resolution)
     except (TypeError, ValueError):
-        raise ValueError(f"resolution must be {n} positive numbers {what}; got {resolution!r}") from None
+        raise ValueError(message) from None
     if len(values) != n or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"resolution must be {n} positive numbers {what}; got {resolution!r}")
+        raise ValueError(message)
     return values
 
 
@@ -77,13 +79,15 @@ def warn_missing_pixel_size(model_size: str, *, argument: str = "resolution=(z, 
 
 
 def check_scale_ratio(
-    ratio: float, *, what: str, reference: str = "the model's", limit: float = MAX_SCALE_RATIO
+    ratio: float, *, what: str, reference: str = "the model's", limit: float = MAX_SCALE_RATIO,
+    warn_at: float | None = WARN_SCALE_RATIO,
 ) -> float:
     """The one rule for pixel sizes far from a model's (``ratio`` = image / model size): more
     than :data:`WARN_SCALE_RATIO` either way warns (:class:`PixelSizeWarning`), more than
-    ``limit`` (:data:`MAX_SCALE_RATIO`) is refused with a ``ValueError`` that says what to do."""
+    ``limit`` (:data:`MAX_SCALE_RATIO`) is refused with a ``ValueError`` that says what to do.
+    ``warn_at=None``: the caller warns in its own words."""
     far = max(ratio, 1.0 / ratio)
-    if WARN_SCALE_RATIO * (1 + 1e-9) < far <= limit * (1 + 1e-9):
+    if warn_at is not None and warn_at * (1 + 1e-9) < far <= limit * (1 + 1e-9):
         direction = "coarser" if ratio > 1 else "finer"
         warnings.warn(f"{what} is {far:.3g}x {direction} than {reference}; it is resampled, "
                       "but expect worse results", PixelSizeWarning, stacklevel=3)

@@ -27,15 +27,14 @@ __all__ = ["main"]
 
 
 def _resolution(text: str | None) -> tuple[float, float, float] | None:
+    from neuroseg.checks import check_resolution
+
     if text is None:
         return None
     try:
-        values = tuple(float(v) for v in text.split(","))
+        return check_resolution(text.split(","))  # type: ignore[return-value]
     except ValueError:
-        raise click.BadParameter(f"{text!r}: give three numbers in nm, e.g. 40,10,10") from None
-    if len(values) != 3 or min(values) <= 0:
-        raise click.BadParameter(f"{text!r}: give three positive numbers in nm, e.g. 40,10,10")
-    return values  # type: ignore[return-value]
+        raise click.BadParameter(f"{text!r}: give three positive numbers in nm, e.g. 40,10,10") from None
 
 
 def _fail_clearly(fn):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import neuroseg
+from neuroseg.data.labels import connected_components_per_slice
 from neuroseg.data.synthetic import neurites_3d
-from neuroseg.linking.dropin import unique_per_slice
 from neuroseg.measure.voi_rand import segmentation_scores
 
 
@@ -37,7 +37,7 @@ def test_link_gives_back_the_3d_objects_from_fresh_ids_per_slice():
 def test_masks_are_not_modified_and_ids_become_unique():
     masks = np.array([[[1, 1, 0, 2]], [[2, 2, 0, 1]]])
     before = masks.copy()
-    assert unique_per_slice(masks).tolist() == [[[1, 1, 0, 2]], [[3, 3, 0, 4]]]
+    assert connected_components_per_slice(masks).tolist() == [[[1, 1, 0, 2]], [[3, 3, 0, 4]]]
     neuroseg.link(masks, resolution=(40, 10, 10))
     assert np.array_equal(masks, before)
 

@@ -50,6 +50,8 @@ class Case:
     run: Callable[[Path], int | None]
     error: type[BaseException] | tuple[type[BaseException], ...] | None
     must: tuple[str, ...] = ()
+    #: for a failing call: how many files it left in the case's folder (after the failure)
+    left: Callable[[Path], int] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ io.write_json({"a": 2}, Path(os.environ["TMP_TARGET"]) / "headline.json")
     return _leftovers(tmp, {"headline.json"})
 
 
-def _full_disk_save_model(tmp: Path) -> int:
+def _full_disk_save_model(tmp: Path) -> None:
     import errno
 
     target = tmp / "model"
@@ -195,16 +197,11 @@ def _full_disk_save_model(tmp: Path) -> int:
         folder.save_model(_nucleus(), target)
     finally:
         torch.save = real
-    return 0
 
 
 def _model_is_a_file(tmp: Path) -> None:
     (tmp / "m").write_text("")
     folder.save_model(_nucleus(), tmp / "m")
-
-
-def _full_disk_left(tmp: Path) -> int:
-    return _leftovers(tmp, set())
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,7 +441,8 @@ CASES = [
     Case("killed during save_model", "save_model", _kill_save_model, None),
     Case("killed during save_linker", "save_linker", _kill_save_linker, None),
     Case("killed during write_json", "write_json", _kill_write_json, None),
-    Case("disk full during save_model", "save_model", _full_disk_save_model, OSError, ("space", "model")),
+    Case("disk full during save_model", "save_model", _full_disk_save_model, OSError, ("space", "model"),
+         left=lambda t: _leftovers(t, set())),
     Case("meta not JSON", "save_model", lambda t: folder.save_model(_nucleus(), t / "m", meta={"x": object()}), TypeError, ("meta", "json")),
     Case("model folder is a file", "save_model", _model_is_a_file, (ValueError, NotADirectoryError), ("not a", "directory")),
     # ---- data files and the CLI
@@ -476,14 +474,12 @@ def test_bad_input_gets_a_clear_error_and_leaves_nothing(case, tmp_path):
         clear = True
     else:
         with pytest.raises(BaseException) as info:
-            out = case.run(tmp_path)
-            left = out or 0
+            case.run(tmp_path)
         err = info.value
         error_type, message = type(err).__name__, _tidy(str(err), tmp_path)
         assert isinstance(err, case.error), f"{case.case}: {error_type}: {message}"
         clear = all(word.lower() in message.lower() for word in case.must)
-        if case.call == "save_model" and "disk full" in case.case:
-            left = _full_disk_left(tmp_path)
+        left = case.left(tmp_path) if case.left else 0
     RESULTS[(case.case, case.call)] = {"case": case.case, "call": case.call, "error_type": error_type or "-",
                           "message": message or "(correct result)", "clear": clear,
                           "files_left": int(left)}

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from neuroseg.checks import check_resolution
 from neuroseg.data.readers import DataError, natural_key
 from neuroseg.io import atomic_path
 
@@ -56,19 +57,6 @@ class Image:
 
 def _suffix(path: Path) -> str:
     return path.suffix.lower()
-
-
-def _check_voxel_size(voxel_size, ndim: int) -> tuple[float, ...] | None:
-    if voxel_size is None:
-        return None
-    try:
-        values = tuple(float(v) for v in voxel_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"voxel_size must be {ndim} positive numbers (nm); got {voxel_size!r}") from None
-    if len(values) != ndim or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"voxel_size must be {ndim} positive numbers (nm), one per axis; "
-                         f"got {voxel_size!r} for a {ndim}D array")
-    return values
 
 
 def smallest_label_dtype(labels: npt.ArrayLike) -> np.dtype:
@@ -147,7 +135,7 @@ def _read_h5(path: Path, key: str | None) -> Image:
             res = ds.attrs.get("resolution")
     except OSError as err:
         raise DataError(f"{path}: not a readable HDF5 file ({err})") from err
-    voxel = None if res is None else _check_voxel_size(np.atleast_1d(res), array.ndim)
+    voxel = None if res is None else check_resolution(np.atleast_1d(res), n=array.ndim, name="the resolution attribute")
     return Image(array, voxel, path)
 
 
@@ -217,7 +205,7 @@ def write(
     """
     path = Path(path)
     arr = np.asarray(array)
-    voxel = _check_voxel_size(voxel_size, arr.ndim)
+    voxel = check_resolution(voxel_size, n=arr.ndim, name="voxel_size")
     if labels:
         arr = arr.astype(smallest_label_dtype(arr), copy=False)
     suffix = _suffix(path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-import numpy as np
 import numpy.typing as npt
 
 from neuroseg.checks import check_resolution
@@ -27,16 +26,7 @@ from neuroseg.data.labels import connected_components_per_slice
 from neuroseg.linking.graph import LinkResult
 from neuroseg.linking.rules import link_slices
 
-__all__ = ["link", "unique_per_slice"]
-
-
-def unique_per_slice(masks: npt.ArrayLike) -> np.ndarray:
-    """Every 2D mask of a (z, y, x) stack its own ID, whatever the tool numbered it.
-
-    Each connected piece of each label in each slice becomes one segment (IDs 1..N, slice by
-    slice), so that masks numbered from 1 in every slice are told apart.
-    """
-    return connected_components_per_slice(masks)
+__all__ = ["link"]
 
 
 def link(
@@ -79,7 +69,9 @@ def link(
     resolution = check_resolution(resolution)
     if resolution is None:
         raise ValueError("resolution=(z, y, x) in nm is required: pass the voxel size of the stack")
-    segments = unique_per_slice(masks)
+    # every connected piece of every mask in every slice its own ID (1..N, slice by slice),
+    # so that masks numbered from 1 in every slice are told apart
+    segments = connected_components_per_slice(masks)
     if method is None:
         method = "learned" if linker is not None else "overlap"
     if method == "learned":

@@ -167,7 +167,8 @@ class AffinityLinker:
                 raise ValueError(f"the z spacing must be a positive number of nm; got {resolution}")
             chosen = min(pool, key=lambda c: (abs(math.log(c.z_nm / z)), c.z_nm))
             check_scale_ratio(z / chosen.z_nm, what=f"the z spacing {z:g} nm",
-                              reference=f"the nearest calibration ({chosen.z_nm:g} nm)")
+                              reference=f"the nearest calibration ({chosen.z_nm:g} nm)",
+                              warn_at=None)  # the linker's own warning, from 1.5x, follows
             if max(z / chosen.z_nm, chosen.z_nm / z) > 1.5:
                 warnings.warn(
                     f"the linker is calibrated for z spacings {sorted({c.z_nm for c in pool})} nm; "

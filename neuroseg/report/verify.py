@@ -63,11 +63,21 @@ def tolerance(metric: str) -> float:
     raise AssertionError("the last pattern matches everything")
 
 
-def _flatten(value, prefix: str = "") -> dict[str, object]:
+def flatten(value, prefix: str = "", *, lists: bool = False) -> dict[str, object]:
+    """A nested JSON value as ``{"a.b": leaf}``; with ``lists``, list items too (``a[0]``).
+
+    >>> flatten({"a": {"b": 1}, "c": [2, 3]}), flatten({"c": [2, 3]}, lists=True)
+    ({'a.b': 1, 'c': [2, 3]}, {'c[0]': 2, 'c[1]': 3})
+    """
     if isinstance(value, dict):
         out: dict[str, object] = {}
         for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k), lists=lists))
+        return out
+    if lists and isinstance(value, list):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(flatten(v, f"{prefix}[{i}]", lists=True))
         return out
     return {prefix: value}
 
@@ -76,7 +86,7 @@ def quality_metrics(metrics_dir: Path, step: str) -> dict[str, float]:
     """The numeric quality metrics of a step's headline JSON files, by ``file:key``."""
     out: dict[str, float] = {}
     for path in sorted(Path(metrics_dir).glob(f"{step}*.json")):
-        for key, value in _flatten(json.loads(path.read_text())).items():
+        for key, value in flatten(json.loads(path.read_text())).items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             if NOT_QUALITY.search(key) or not math.isfinite(value):
@@ -115,7 +125,7 @@ def compare(step: str, committed: dict[str, float], fresh: dict[str, float], *,
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _link_tree(src: Path, dst: Path) -> None:
+def _copy_tree(src: Path, dst: Path) -> None:
     if src.exists():
         # copies, not links: a step that rewrote a file in place must not touch the original
         shutil.copytree(src, dst, copy_function=shutil.copy2, dirs_exist_ok=True,
@@ -150,25 +160,24 @@ def fresh_metrics(step: str, *, profile: str = "full", keep: bool = False,
     work = Path(tempfile.mkdtemp(prefix=f".verify-{step}-", dir=artifacts.parent))
     old_env = {k: os.environ.get(k) for k in ("NEUROSEG_ARTIFACTS", "NEUROSEG_REPORTS")}
     try:
-        _link_tree(artifacts, work / "artifacts" / profile)
-        _link_tree(reports, work / "reports" / (profile if profile != paths.DEFAULT_PROFILE else ""))
+        copies = {artifacts: work / "artifacts" / profile,
+                  reports: work / "reports" / (profile if profile != paths.DEFAULT_PROFILE else "")}
+        for original, copy in copies.items():
+            _copy_tree(original, copy)
         manifest = paths.runs_dir(profile) / f"{step}.outputs.json"
         own = json.loads(manifest.read_text()).get("outputs", []) if manifest.exists() else []
+        for rel in own:  # the step's own outputs go from the copy: it runs from nothing
+            path = paths.REPO_ROOT / rel
+            original = next((o for o in copies if path.is_relative_to(o)), None)
+            if original is None:
+                continue
+            inside = path.relative_to(original)
+            if original == artifacts and inside.parts[0] == "models":  # the whole model folder
+                shutil.rmtree(copies[original] / "models" / inside.parts[1], ignore_errors=True)
+            else:
+                (copies[original] / inside).unlink(missing_ok=True)
         os.environ["NEUROSEG_ARTIFACTS"] = str(work / "artifacts")
         os.environ["NEUROSEG_REPORTS"] = str(work / "reports")
-        for rel in own:  # the step's own outputs go: it runs from nothing
-            for base in (artifacts, reports):
-                path = paths.REPO_ROOT / rel
-                if path.is_relative_to(base):
-                    target = (paths.artifacts_dir(profile) if base == artifacts
-                              else paths.reports_dir(profile)) / path.relative_to(base)
-                    target.unlink(missing_ok=True)
-        models = paths.models_dir(profile)
-        for rel in own:
-            path = paths.REPO_ROOT / rel
-            if path.is_relative_to(artifacts / "models"):
-                folder = models / path.relative_to(artifacts / "models").parts[0]
-                shutil.rmtree(folder, ignore_errors=True)
         pipeline.run_notebook(step, profile, overrides=overrides)
         fresh = quality_metrics(paths.metrics_dir(profile), step)
     finally:
