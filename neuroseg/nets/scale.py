@@ -111,14 +111,12 @@ def model_pixel_size(model_or_meta: Any) -> PixelSize | None:
     return PixelSize(tuple(float(s) for s in entry["size"]), str(entry["unit"]))
 
 
-def _factors(pixel_size: float | Sequence[float], model: PixelSize, ndim: int) -> tuple[float, ...]:
-    sizes = (float(pixel_size),) * ndim if isinstance(pixel_size, int | float) else tuple(
-        float(p) for p in pixel_size)
-    if len(sizes) != ndim or len(model.size[-ndim:]) != ndim:
-        raise ValueError(f"pixel size {pixel_size} does not match the {ndim} spatial axes")
-    if not all(math.isfinite(s) and s > 0 for s in sizes):
-        raise ValueError(f"pixel_size must be positive, finite numbers; got {pixel_size}")
-    return sizes
+def _image_sizes(pixel_size: float | Sequence[float], model: PixelSize, ndim: int) -> tuple[float, ...]:
+    """The image's pixel size per spatial axis (a number: square pixels), checked."""
+    if len(model.size) < ndim:
+        raise ValueError(f"the model's pixel size {model.size} does not cover {ndim} spatial axes")
+    sizes = (pixel_size,) * ndim if isinstance(pixel_size, int | float) else pixel_size
+    return check_resolution(sizes, n=ndim, name="pixel_size")
 
 
 def to_model_scale(
@@ -131,7 +129,7 @@ def to_model_scale(
     image = np.asarray(image)
     if model is None:
         return image
-    (py, px), (my, mx) = _factors(pixel_size, model, 2), model.size[-2:]
+    (py, px), (my, mx) = _image_sizes(pixel_size, model, 2), model.size[-2:]
     if py != px or my != mx:
         raise ValueError("only square pixels are resampled in 2D")
     if math.isclose(px, mx, rel_tol=1e-6):
@@ -152,7 +150,7 @@ def from_model_scale(
     output = np.asarray(output)
     if model is None or tuple(output.shape[-2:]) == tuple(shape):
         return output
-    px, mx = _factors(pixel_size, model, 2)[-1], model.size[-1]
+    px, mx = _image_sizes(pixel_size, model, 2)[-1], model.size[-1]
     back = np.stack(
         [resample_image(c, pixel_size=mx, target_pixel_size=px, shape=tuple(shape)) for c in output]
     )

@@ -267,8 +267,6 @@ _ADDED_OPTIONS = {"precision": "auto", "channels_last": False, "keep": "best"}
 
 def _run_identity(model, config: TrainConfig, meta: dict) -> dict:
     """What makes two training runs the same run (for resuming), as JSON-comparable data."""
-    import json
-
     def canon(x):
         return json.loads(json.dumps(x, sort_keys=True, default=str))
 
