@@ -40,6 +40,7 @@ from neuroseg.segment.volume_2d import segments_2d
 
 __all__ = [
     "METHODS",
+    "RULE_METHODS",
     "calibrate_linker",
     "evaluate",
     "linked_slices_figure",
@@ -49,7 +50,10 @@ __all__ = [
     "train_linker",
 ]
 
-METHODS = ("overlap", "hungarian", "graph", "learned")
+METHODS = ("overlap", "hungarian", "graph", "learned", "multicut")
+#: The methods whose threshold :func:`method_thresholds` chooses (the learned linker's is
+#: calibrated with it, :func:`calibrate_linker`).
+RULE_METHODS = tuple(m for m in METHODS if m != "learned")
 
 
 def segments_for(vol: EMVolume, kind: str, model=None) -> np.ndarray:
@@ -123,7 +127,8 @@ def method_thresholds(
     model=None,
     thresholds: Sequence[float] = THRESHOLDS,
 ) -> pd.DataFrame:
-    """Each overlap method's threshold, chosen by CREMI on the validation part (all z offsets).
+    """Each rule's threshold (overlap, Hungarian, graph, multicut), chosen by CREMI on the
+    validation part (all z offsets).
 
     Returns one row per (z_nm, segments, method, threshold) with the mean scores; the chosen
     threshold has ``chosen = True``.
@@ -136,7 +141,7 @@ def method_thresholds(
         for kind in kinds:
             subs = [val.subsampled(z_nm, offset=o) for o in range(step)]
             prepared = [(segments_for(s, kind, model), s.gt) for s in subs if s.raw.shape[0] > 1]
-            for method in METHODS[:3]:
+            for method in RULE_METHODS:
                 tables = [link_slices(seg, method=method, threshold=0.0).links for seg, _ in prepared]
                 for t in thresholds:
                     scores = [

@@ -4,7 +4,8 @@ Cellpose, StarDist or micro-SAM segment a volume slice by slice and number the m
 slice from 1 again; :func:`link` takes such a stack (or one whose IDs are already unique),
 gives every 2D mask a unique ID, and links neighbouring slices with the rule chosen: the
 learned linker of "Know Your Neighbour" when one is given, else the overlap rule that
-Cellpose's ``stitch_threshold`` uses.
+Cellpose's ``stitch_threshold`` uses; ``method="multicut"`` is micro-SAM's rule (a multicut on
+the slice-overlap graph, :mod:`neuroseg.linking.multicut`).
 
 Examples
 --------
@@ -24,6 +25,7 @@ import numpy.typing as npt
 from neuroseg.checks import check_resolution
 from neuroseg.data.labels import connected_components_per_slice
 from neuroseg.linking.graph import LinkResult
+from neuroseg.linking.multicut import MICRO_SAM_THRESHOLD
 from neuroseg.linking.rules import link_slices
 
 __all__ = ["link"]
@@ -50,12 +52,14 @@ def link(
         The image the masks were made from; the learned linker needs it.
     resolution : sequence of 3 float
         (z, y, x) voxel size in nm. Required: the learned linker is calibrated per z spacing.
-    method : {"learned", "overlap", "hungarian", "graph"}, optional
-        Default ``"learned"`` with a ``linker``, else ``"overlap"`` (Cellpose's rule).
+    method : {"learned", "overlap", "hungarian", "graph", "multicut"}, optional
+        Default ``"learned"`` with a ``linker``, else ``"overlap"`` (Cellpose's rule);
+        ``"multicut"`` is micro-SAM's ``merge_instance_segmentation_3d`` rule.
     linker : neuroseg.linking.learned.AffinityLinker, optional
         A trained linker (:func:`neuroseg.linking.learned.load_linker`).
     threshold : float, optional
-        Link threshold; default the linker's calibrated one, else 0.25.
+        Link threshold; default the linker's calibrated one, for ``"multicut"`` micro-SAM's
+        (:data:`~neuroseg.linking.multicut.MICRO_SAM_THRESHOLD`), else 0.25.
     max_gap : int
         Largest slice distance of a link (2 bridges a slice where a mask is missing).
     return_result : bool
@@ -86,7 +90,7 @@ def link(
         if threshold is None:
             threshold = linker.threshold
     if threshold is None:
-        threshold = 0.25
+        threshold = MICRO_SAM_THRESHOLD if method == "multicut" else 0.25
     if not segments.any():
         warnings.warn("the masks hold no object: nothing to link", UserWarning, stacklevel=2)
     result: LinkResult = link_slices(

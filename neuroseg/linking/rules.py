@@ -17,7 +17,8 @@ Pipeline
    :func:`neuroseg.measure.overlap.contingency` (the project's single overlap routine), with their
    IoU, overlap and sizes.
 3. **Scores**: the IoU for ``"overlap"``, ``"hungarian"`` and ``"graph"``; the output of
-   ``linker.score_pairs`` for ``"learned"``.
+   ``linker.score_pairs`` for ``"learned"``; the covered fraction ``overlap / size_a`` for
+   ``"multicut"``.
 4. **Decisions**, gap by gap (``g = 1, 2, ..., max_gap``). A pair at gap ``g`` is *eligible*
    when its score is ``>= threshold`` and, for ``g >= 2``, neither segment already has a
    link across the slices in between (``a`` has no link to slices ``z+1 .. z+g-1`` and
@@ -35,7 +36,13 @@ Pipeline
      they may never end up in one object. The eligible pairs (all gaps) are joined in order of decreasing
      score by a mutex watershed (:func:`mwatershed.cluster`) with a mutex between every two
      touching segments of a slice; a pair whose join would violate a mutex is not linked.
-     One false link can then no longer fuse two neighbouring neurons through a chain.
+     One false link can then no longer fuse two neighbouring neurons through a chain;
+   - ``"multicut"`` -- micro-SAM's rule (:mod:`neuroseg.linking.multicut`): the score of a
+     pair is the fraction of ``a`` that ``b`` covers, and one multicut over all candidate
+     pairs (no gap-by-gap step) decides which segments are one object; a pair is linked when
+     its two segments end up in one part. ``threshold`` is the evidence whose edge weight is
+     0 (micro-SAM's weights are those of ``threshold = 1 / (1 + e)``, about 0.269,
+     :data:`neuroseg.linking.multicut.MICRO_SAM_THRESHOLD`).
 5. **3D IDs**: connected components (:func:`scipy.sparse.csgraph.connected_components`) of
    the graph of links, via :func:`relabel_from_links`; IDs are consecutive ``1..N``,
    numbered in order of each object's first segment (lowest ``z``, then lowest 2D ID).
@@ -98,6 +105,7 @@ from neuroseg.linking.graph import (
     paint,
     pair_table,
 )
+from neuroseg.linking.multicut import covered_fraction, multicut_keep
 
 __all__ = [
     "METHODS",
@@ -108,7 +116,7 @@ __all__ = [
 ]
 
 #: Linking methods accepted by :func:`link_slices`.
-METHODS = ("overlap", "hungarian", "graph", "learned")
+METHODS = ("overlap", "hungarian", "graph", "learned", "multicut")
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,7 +339,10 @@ def _decide(
     n_nodes: int,
     mutex: tuple | None = None,
 ) -> np.ndarray:
-    """``linked`` flag of every pair, deciding gap by gap (see the module docstring)."""
+    """``linked`` flag of every pair, deciding gap by gap (see the module docstring); for
+    ``"multicut"`` one multicut over all pairs."""
+    if method == "multicut":
+        return multicut_keep(na, nb, score, threshold, n_nodes)
     rule = _RULES[method]
     linked = np.zeros(na.size, bool)
     has_next = np.zeros(n_nodes, bool)  # segment already linked to a later slice
@@ -408,13 +419,14 @@ def link_slices(
     raw : array_like, optional
         Raw volume, passed unchanged to the linker (``method="learned"``); ignored by the
         other methods. Its last three axes must match ``labels.shape``.
-    method : {"overlap", "hungarian", "graph", "learned"}, optional
+    method : {"overlap", "hungarian", "graph", "learned", "multicut"}, optional
         ``"overlap"``: Cellpose's ``stitch3D`` rule (default, with Cellpose's default
         threshold 0.25); ``"hungarian"``: one-to-one assignment maximising the summed IoU
         of the pairs with IoU ``>= threshold``; ``"graph"``: every pair with IoU
         ``>= threshold`` is a link; ``"learned"``: every pair whose ``linker`` score is
         ``>= threshold`` is a link, unless it would join two touching segments of one slice
-        (mutex watershed, see the module docstring).
+        (mutex watershed, see the module docstring); ``"multicut"``: micro-SAM's multicut
+        on the overlap graph, ``threshold`` being the covered fraction of zero weight.
     threshold : float, optional
         Score threshold in [0, 1]; a pair can only be linked when ``score >= threshold``.
     linker : PairScorer, optional
@@ -475,6 +487,8 @@ def link_slices(
     pairs, na, nb = pair_table(arr, segs, max_gap)
     if method == "learned":
         score = _linker_scores(linker, arr, raw, pairs, res)
+    elif method == "multicut":
+        score = covered_fraction(pairs)
     else:
         score = pairs["iou"].to_numpy(copy=True)
     gap = (pairs["z_b"] - pairs["z_a"]).to_numpy()
@@ -510,9 +524,10 @@ def relink(
         ``score``; other columns are kept. Not modified.
     threshold : float
         New score threshold in [0, 1].
-    method : {"graph", "learned", "overlap", "hungarian"}, optional
+    method : {"graph", "learned", "overlap", "hungarian", "multicut"}, optional
         Decision rule; ``"graph"`` and ``"learned"`` are the same rule (every pair with
-        ``score >= threshold``).
+        ``score >= threshold``); ``"multicut"`` needs the covered fractions as scores (the
+        table of ``link_slices(..., method="multicut")``).
     resolution : sequence of 3 float, optional
         Voxel size to record in the result.
 
