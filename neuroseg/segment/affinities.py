@@ -10,7 +10,11 @@ predicted affinities by
   WEBKNOSSOS post-processing), with :func:`cc3d.color_connectivity_graph`;
 - ``"mws"``: a mutex watershed over all offsets (:func:`mwatershed.agglom`): edges are taken
   in order of ``|affinity - threshold|``, above the threshold they join, below they forbid a
-  join.
+  join;
+- ``"waterz"``: fragments (a seeded watershed per xy slice) agglomerated by waterz on their
+  region graph (:mod:`neuroseg.segment.fragments`): neighbouring regions merge while their
+  mean affinity is above ``threshold`` (waterz's own threshold is ``1 - threshold``), the
+  field's fast path.
 
 Both may dissolve segments smaller than ``min_size`` voxels into their nearest large
 neighbour (nearest in nm when ``resolution`` is given).
@@ -49,6 +53,7 @@ __all__ = [
     "agglomerate",
     "boundary_map",
     "connected_components",
+    "dissolve_small",
     "mutex_watershed",
     "valid_mask",
 ]
@@ -57,7 +62,7 @@ TARGET = "affinities"
 #: The nearest-neighbour offsets (-z, -y, -x).
 NEAREST = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
 #: Post-processings of :func:`agglomerate`.
-METHODS = ("cc", "mws")
+METHODS = ("cc", "mws", "waterz")
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,8 +193,15 @@ def relabel_by_first_appearance(labels: np.ndarray) -> np.ndarray:
     return (rank[inverse] + 1).astype(np.uint32).reshape(labels.shape)
 
 
-def _dissolve_small(labels: np.ndarray, min_size: int, resolution) -> np.ndarray:
-    """Segments below ``min_size`` voxels given to the nearest voxel of a larger one."""
+def dissolve_small(labels: np.ndarray, min_size: int, resolution=None) -> np.ndarray:
+    """Segments below ``min_size`` voxels given to the nearest voxel of a larger one (nearest
+    in nm with ``resolution``); IDs renumbered ``1..N`` in order of first appearance (uint32).
+
+    Examples
+    --------
+    >>> dissolve_small(np.array([[5, 5, 5, 9]]), 2).tolist()
+    [[1, 1, 1, 1]]
+    """
     from scipy import ndimage
 
     labels = relabel_by_first_appearance(labels)
@@ -265,7 +277,7 @@ def connected_components(
     labels = native_call(cc3d.color_connectivity_graph, graph,
                          connectivity=4 if len(spatial) == 2 else 6,
                          what="connected components (cc3d.color_connectivity_graph)")
-    return _dissolve_small(np.asarray(labels), min_size, resolution)
+    return dissolve_small(np.asarray(labels), min_size, resolution)
 
 
 def mutex_watershed(
@@ -304,7 +316,7 @@ def mutex_watershed(
     keep = [k for k, o in enumerate(offsets) if all(abs(v) < n for v, n in zip(o, spatial))]
     if not keep:
         labels = np.arange(1, int(np.prod(spatial)) + 1, dtype=np.int64).reshape(spatial)
-        return _dissolve_small(labels, min_size, resolution)
+        return dissolve_small(labels, min_size, resolution)
     signed = np.asarray(affs[keep], np.float64) - threshold
     kwargs = {}
     if strides is not None:
@@ -315,7 +327,7 @@ def mutex_watershed(
     # mwatershed labels every voxel it never joined to another with 0: each is its own segment
     alone = labels == 0
     labels[alone] = labels.max() + 1 + np.arange(int(alone.sum()))
-    return _dissolve_small(labels, min_size, resolution)
+    return dissolve_small(labels, min_size, resolution)
 
 
 def agglomerate(
@@ -326,8 +338,28 @@ def agglomerate(
     offsets: Sequence[Sequence[int]] = NEAREST,
     min_size: int = 0,
     resolution: Sequence[float] | None = None,
+    fragment_threshold: float = 0.5,
 ) -> np.ndarray:
-    """Segments from affinities with the post-processing ``method`` (:data:`METHODS`)."""
+    """Segments from affinities with the post-processing ``method`` (:data:`METHODS`).
+
+    ``fragment_threshold`` is the boundary threshold of the fragments of ``"waterz"``
+    (:func:`neuroseg.segment.fragments.fragments`); other methods ignore it.
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 1, 2, 2]], [[1, 1, 2, 2]]])
+    >>> agglomerate(affinities_from_labels(labels), method="waterz").tolist()
+    [[[1, 1, 2, 2]], [[1, 1, 2, 2]]]
+    """
+    if method == "waterz":
+        from neuroseg.segment.fragments import fragments, waterz_agglomerate
+
+        affs, offsets = _check_affinities(affs, offsets)
+        min_size = _check_min_size(min_size)
+        threshold = check_unit_interval(threshold, "threshold")
+        frags = fragments(affs, offsets=offsets, threshold=fragment_threshold)
+        seg = waterz_agglomerate(affs, frags, [1.0 - threshold], offsets=offsets)[0]
+        return dissolve_small(seg, min_size, resolution)
     if method == "cc":
         fn = connected_components
     elif method == "mws":
