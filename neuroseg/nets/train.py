@@ -63,7 +63,10 @@ class TrainConfig:
     format for the model and its inputs. ``keep`` is which weights the model folder holds at
     the end: ``"best"`` (lowest validation loss, or training loss without validation data) or
     ``"last"`` (the final epoch's: for a model refitted on all non-test data, whose epoch
-    count was chosen beforehand).
+    count was chosen beforehand). ``time_budget`` (seconds, ``None``: off) ends training after
+    the first epoch at which the run's training time (the sum of its epochs' ``seconds``,
+    validation included, over resumed runs too) reaches it; ``epochs`` stays the upper bound
+    and the length of the cosine schedule.
     """
 
     epochs: int = 20
@@ -82,8 +85,11 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = False
     keep: str = "best"
+    time_budget: float | None = None
 
     def __post_init__(self):
+        if self.time_budget is not None and not (math.isfinite(self.time_budget) and self.time_budget > 0):
+            raise ValueError(f"time_budget must be a positive number of seconds; got {self.time_budget}")
         if self.keep not in KEEP:
             raise ValueError(f"unknown keep {self.keep!r} (one of {', '.join(KEEP)})")
         if self.precision not in PRECISIONS:
@@ -262,7 +268,7 @@ def _write_history(folder: Path, history: list[dict]) -> None:
         tmp.write_text(buf.getvalue())
 
 
-_ADDED_OPTIONS = {"precision": "auto", "channels_last": False, "keep": "best"}
+_ADDED_OPTIONS = {"precision": "auto", "channels_last": False, "keep": "best", "time_budget": None}
 
 
 def _run_identity(model, config: TrainConfig, meta: dict) -> dict:
@@ -306,6 +312,13 @@ def _recorded_identity(run: dict) -> dict:
         meta = json.loads(json.dumps(canonical_meta(run["meta"]), sort_keys=True, default=str))
         run = {**run, "meta": meta}
     return run
+
+
+def _budget_spent(state: _State, config: TrainConfig) -> bool:
+    """Whether the run's training time has reached ``config.time_budget``."""
+    if config.time_budget is None:
+        return False
+    return sum(float(r.get("seconds", 0.0)) for r in state.history) >= config.time_budget
 
 
 def _train_mode(model: torch.nn.Module) -> None:
@@ -450,7 +463,7 @@ def fit(
     val_loader = None
     if val_data is not None:
         val_loader = torch.utils.data.DataLoader(val_data, batch_size=config.batch_size, shuffle=False)
-    stop = state.bad_epochs >= (config.early_stopping or math.inf)
+    stop = state.bad_epochs >= (config.early_stopping or math.inf) or _budget_spent(state, config)
     bar = tqdm(
         total=config.epochs, initial=state.epoch, desc="epochs", disable=not progress, leave=True
     )
@@ -520,6 +533,8 @@ def fit(
         bar.update(1)
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
         if config.early_stopping is not None and state.bad_epochs >= config.early_stopping:
+            stop = True
+        if _budget_spent(state, config):
             stop = True
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
