@@ -110,10 +110,11 @@ def missing_data() -> str | None:
 
 @dataclass(frozen=True)
 class Workdir:
-    """A scratch folder laid out for one JupyterLab session over notebook 30."""
+    """A scratch folder laid out for one JupyterLab session over one notebook (30 by default)."""
 
     root: Path
     profile: str
+    name: str = NOTEBOOK
 
     @property
     def lab(self) -> Path:
@@ -123,7 +124,7 @@ class Workdir:
     @property
     def notebook(self) -> Path:
         """The parameterised copy of the notebook."""
-        return self.lab / f"{NOTEBOOK}.ipynb"
+        return self.lab / f"{self.name}.ipynb"
 
     @property
     def jupyter(self) -> Path:
@@ -161,7 +162,13 @@ def prepare(root: Path, profile: str) -> Workdir:
     nb = load_notebook_node(str(REPO_ROOT / "notebooks" / f"{NOTEBOOK}.ipynb"))
     nb = parameterize_notebook(nb, notebook_parameters(NOTEBOOK, profile))
     write_ipynb(nb, str(work.notebook))
+    jupyter_folders(work)
+    return work
 
+
+def jupyter_folders(work: Workdir) -> None:
+    """The scratch folder's reports folder, kernel spec (this interpreter) and lab settings."""
+    work.lab.mkdir(parents=True, exist_ok=True)
     work.reports.mkdir(parents=True, exist_ok=True)
 
     spec = work.jupyter / "data" / "kernels" / "python3"
@@ -180,7 +187,6 @@ def prepare(root: Path, profile: str) -> Workdir:
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
-    return work
 
 
 def free_port() -> int:
@@ -250,7 +256,8 @@ def _back_up(work: Workdir) -> None:
     source = artifacts_root() / work.profile
     shutil.rmtree(work.backup, ignore_errors=True)
     for part in WRITTEN:
-        shutil.copytree(source / part, work.backup / part, symlinks=True)
+        if (source / part).exists():  # a notebook that reads no artifacts has none to keep
+            shutil.copytree(source / part, work.backup / part, symlinks=True)
 
 
 def _restore(work: Workdir) -> None:

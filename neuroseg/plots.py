@@ -164,3 +164,27 @@ def learning_curve_figure(tables: dict[str, pd.DataFrame], *, metric: str = "tes
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def scale_bar(ax, pixel_size: float, *, unit: str = "µm", length: float | None = None,
+              colour: str = "white") -> float:
+    """Draw a scale bar in the lower left of an image axis; return its length in ``unit``.
+
+    ``pixel_size`` is the image's pixel size in ``unit``; ``length`` defaults to a round number
+    near a fifth of the image's width (1, 2 or 5 times a power of ten).
+    """
+    if not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise ValueError(f"pixel_size must be a positive number of {unit}; got {pixel_size}")
+    x0, x1 = sorted(ax.get_xlim())
+    y0, y1 = sorted(ax.get_ylim())
+    width = (x1 - x0) * pixel_size
+    if length is None:
+        target = width / 5
+        power = 10 ** np.floor(np.log10(target))
+        length = max(s * power for s in (1, 2, 5) if s * power <= target)
+    pixels = length / pixel_size
+    x, y = x0 + 0.05 * (x1 - x0), y1 - 0.06 * (y1 - y0)
+    ax.plot([x, x + pixels], [y, y], color=colour, lw=3, solid_capstyle="butt")
+    ax.text(x + pixels / 2, y - 0.03 * (y1 - y0), f"{length:g} {unit}", color=colour,
+            ha="center", va="bottom", fontsize=7)
+    return float(length)
