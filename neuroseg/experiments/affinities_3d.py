@@ -23,7 +23,7 @@ from neuroseg.measure.error_map import error_map
 from neuroseg.measure.timing import measure
 from neuroseg.measure.voi_rand import segmentation_scores
 from neuroseg.nets.folder import save_model
-from neuroseg.segment.affinities import NEAREST, agglomerate
+from neuroseg.segment.affinities import agglomerate, long_range_offsets
 from neuroseg.segment.volume_3d import affinity_network, predict_affinities, train_affinities
 
 __all__ = [
@@ -50,20 +50,14 @@ COLUMNS = ["volume", "z_nm", "segments", "method", "voi_split", "voi_merge", "ar
 
 def offsets_for(resolution: Sequence[float], *, long_range_nm: float | None) -> list[tuple[int, int, int]]:
     """The nearest offsets plus, with ``long_range_nm``, one long-range offset per axis of
-    about that length (at least 2 voxels).
+    about that length (at least 2 voxels): :func:`neuroseg.segment.affinities.long_range_offsets`.
 
     Examples
     --------
     >>> offsets_for((40, 10, 10), long_range_nm=80)[3:]
     [(-2, 0, 0), (0, -8, 0), (0, 0, -8)]
     """
-    out = [tuple(o) for o in NEAREST]
-    if long_range_nm:
-        for axis, r in enumerate(resolution):
-            o = [0, 0, 0]
-            o[axis] = -max(2, int(round(long_range_nm / float(r))))
-            out.append(tuple(o))
-    return out
+    return long_range_offsets(resolution, long_range_nm=long_range_nm)
 
 
 def setting_name(method: str, threshold: float) -> str:

@@ -183,6 +183,7 @@ def front_figure(table: pd.DataFrame, *, z_nm: float, title: str = ""):
     volume: every setting of both routes, each route's Pareto front drawn as a line. Returns
     ``(figure, caption)``."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     t = check_front_table(table, columns=("route", "setting", "z_nm", "volume", "cremi", "s_per_mvox"))
     t = t[np.isclose(t["z_nm"], float(z_nm))]
@@ -201,9 +202,10 @@ def front_figure(table: pd.DataFrame, *, z_nm: float, title: str = ""):
                 ax.annotate(str(row["setting"]), (row["s_per_mvox"], row["cremi"]), fontsize=6,
                             xytext=(3, 2), textcoords="offset points")
             f = pareto_front(r)
-            ax.step(f["s_per_mvox"], f["cremi"], where="post", color=_COLOURS[route],
-                    label=f"{_NAMES[route]} (front)")
+            ax.plot(f["s_per_mvox"], f["cremi"], drawstyle="steps-post", marker="o",
+                    color=_COLOURS[route], label=f"{_NAMES[route]} (front)")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("end to end, seconds per megavoxel")
         ax.set_ylabel("CREMI score (lower is better)")
         ax.set_title(f"{vol}, {z_nm:g} nm z")

@@ -54,6 +54,7 @@ __all__ = [
     "boundary_map",
     "connected_components",
     "dissolve_small",
+    "long_range_offsets",
     "mutex_watershed",
     "valid_mask",
 ]
@@ -120,6 +121,25 @@ def affinities_from_labels(
         src, dst = _pairs(labels.shape, o)
         a, b = labels[src], labels[dst]
         out[(k, *src)] = (a == b) & (a != 0)
+    return out
+
+
+def long_range_offsets(resolution: Sequence[float], *, long_range_nm: float | None
+                       ) -> list[tuple[int, int, int]]:
+    """The nearest offsets plus, with ``long_range_nm``, one long-range offset per axis of
+    about that length in nm (at least 2 voxels), all pointing back.
+
+    Examples
+    --------
+    >>> long_range_offsets((40, 10, 10), long_range_nm=80)[3:]
+    [(-2, 0, 0), (0, -8, 0), (0, 0, -8)]
+    """
+    out = [tuple(o) for o in NEAREST]
+    if long_range_nm:
+        for axis, r in enumerate(resolution):
+            o = [0, 0, 0]
+            o[axis] = -max(2, int(round(float(long_range_nm) / float(r))))
+            out.append(tuple(o))
     return out
 
 
