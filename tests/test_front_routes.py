@@ -1,0 +1,66 @@
+"""Tests of the routes as front settings (neuroseg.segment.front_routes) on tiny volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuroseg.data.em_volumes import EMVolume
+from neuroseg.data.synthetic import neurites_3d
+from neuroseg.segment import front_routes as fr
+
+
+@pytest.fixture(scope="module")
+def volumes():
+    out = {}
+    for k, name in enumerate(("train", "val", "test")):
+        raw, gt = neurites_3d((8, 32, 32), n=4, seed=k)
+        out[name] = EMVolume(name, raw.astype(np.float32), gt, (10.0, 10.0, 10.0), {})
+    return out
+
+
+def test_settings_are_named_and_checked():
+    assert fr.RouteSetting.of({"base_features": 8}, route="3d").name == "3d_f8"
+    assert fr.RouteSetting("2d", segmenter="boundaries", base_features=4).name == "2d_boundaries_f4"
+    with pytest.raises(ValueError, match="route"):
+        fr.RouteSetting("4d")
+    with pytest.raises(ValueError, match="segmenter"):
+        fr.RouteSetting("2d", segmenter="magic")
+    assert fr.setting_record(fr.RouteSetting("3d"))["setting"] == "3d_f8"
+
+
+OPTIONS = dict(max_epochs=1, samples_per_epoch=2, val_crops=2, batch_size=2, progress=False)
+
+
+@pytest.mark.parametrize("segmenter", ["affinities", "boundaries"])
+def test_a_2d_setting_trains_chooses_and_runs(volumes, tmp_path, segmenter):
+    s = fr.RouteSetting("2d", segmenter=segmenter, base_features=4, depth=2)
+    model, cost = fr.train_setting(s, volumes, folder=tmp_path / s.name, budget=60.0,
+                                   crop=(32, 32), **OPTIONS)
+    assert cost["epochs"] == 1 and cost["train_seconds"] > 0 and cost["train_flops"] > 0
+    post, table = fr.choose_2d_postprocess(model, volumes["val"], z_nm=20.0,
+                                           candidates=[{"threshold": 0.5}, {"threshold": 0.7}],
+                                           device="cpu")
+    assert post in ({"threshold": 0.5}, {"threshold": 0.7}) and table["chosen"].sum() == 1
+    sub = volumes["test"].subsampled(20.0)
+    stages = fr.stages_2d(model, None, resolution=sub.resolution, postprocess=post, device="cpu")
+    labels, seconds = fr.run_stages(stages, sub.raw, warmup=0, repeats=1, device="cpu")
+    assert labels.shape == sub.raw.shape and set(seconds) == {"2d_inference", "2d_instances"}
+    # segments never span two slices
+    for v in np.unique(labels[labels > 0])[:20]:
+        assert np.unique(np.nonzero(labels == v)[0]).size == 1
+
+
+def test_a_3d_setting_trains_and_runs(volumes, tmp_path):
+    s = fr.RouteSetting("3d", base_features=4, depth=2)
+    with pytest.raises(ValueError, match="z_nm"):
+        fr.train_setting(s, volumes, folder=tmp_path / "x", budget=1.0, crop=(4, 32, 32), **OPTIONS)
+    model, cost = fr.train_setting(s, volumes, folder=tmp_path / s.name, budget=60.0, z_nm=20.0,
+                                   crop=(4, 32, 32), tile=(4, 32, 32), **OPTIONS)
+    assert model.meta["offsets"][:3] == [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
+    assert cost["train_flops"] > 0
+    sub = volumes["test"].subsampled(20.0)
+    stages = fr.stages_3d(model, postprocess={"method": "waterz", "threshold": 0.5})
+    labels, seconds = fr.run_stages(stages, sub.raw, warmup=0, repeats=1, device="cpu")
+    assert labels.shape == sub.raw.shape and labels.min() >= 1
+    assert set(seconds) == {"3d_inference", "agglomeration"}
