@@ -5,10 +5,11 @@
     neuroseg segment2d nuclei.png out/ --model artifacts/full/models/nucleus_unet
     neuroseg link masks/ labels3d.tif --resolution 40,10,10
     neuroseg segment-volume em.h5 labels3d.tif --model FOLDER --route 3d --resolution 40,10,10
+    neuroseg segment-volume em.zarr labels.zarr --model FOLDER --route 2d --block 64,512,512
     neuroseg axons sem.png classes.tif --model FOLDER --pixel-size 0.13
     neuroseg models
 
-Inputs are TIFF, PNG, HDF5 (``--key``), ``.npy`` or a folder of slices
+Inputs are TIFF, PNG, HDF5 (``--key``), ``.npy``, zarr / OME-Zarr or a folder of slices
 (:mod:`neuroseg.data.files`); outputs are written atomically, labels as the smallest unsigned
 type with the voxel size. A bad path, format or voxel size ends with a message and exit
 status 1, and nothing half-written.
@@ -130,6 +131,16 @@ def link_cmd(masks, out, resolution, raw, method, linker_folder, max_gap, key):
     click.echo(f"{masks} -> {out} ({int(labels.max())} objects)")
 
 
+def _block(text: str) -> tuple[int, int, int]:
+    try:
+        block = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        block = ()
+    if len(block) != 3 or min(block) < 1:
+        raise click.BadParameter(f"{text!r}: give three positive ints z,y,x, e.g. 64,512,512")
+    return block  # type: ignore[return-value]
+
+
 @main.command("segment-volume")
 @click.argument("raw", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
@@ -137,15 +148,40 @@ def link_cmd(masks, out, resolution, raw, method, linker_folder, max_gap, key):
 @click.option("--route", type=click.Choice(["2d", "3d"]), required=True)
 @click.option("--resolution", default=None, help="z,y,x in nm (default: the file's own)")
 @click.option("--linker", "linker_folder", help="the learned linker (2d route)")
-@click.option("--key", default=None, help="dataset of an HDF5 input")
+@click.option("--key", default=None, help="dataset of an HDF5 input (CREMI: volumes/raw) or array of a zarr one")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: the best there is)")
+@click.option("--block", default=None,
+              help="z,y,x: segment block by block on Dask (e.g. 64,512,512); zarr in and out")
+@click.option("--scheduler", default=None,
+              help="address of a running Dask scheduler (default: a local cluster); implies --block")
+@click.option("--workers", type=int, default=None, help="local cluster's worker processes")
 @_fail_clearly
-def segment_volume(raw, out, model_folder, route, resolution, linker_folder, key, device):
-    """Segment a 3D EM volume into neurons, the 2D way (slices, then linking) or the 3D way."""
+def segment_volume(raw, out, model_folder, route, resolution, linker_folder, key, device, block,
+                   scheduler, workers):
+    """Segment a 3D EM volume into neurons, the 2D way (slices, then linking) or the 3D way.
+
+    With --block (or --scheduler) the volume is read, segmented and written block by block
+    on a Dask cluster: a volume larger than memory, e.g. OME-Zarr in and out. A killed run
+    started again skips the blocks it finished.
+    """
     from neuroseg.data import files
 
+    if not raw.exists():
+        raise FileNotFoundError(f"{raw}: no such file or folder")
+    res = _resolution(resolution)
+    if block is not None or scheduler is not None:
+        from neuroseg.segment.blockwise import segment_blockwise
+
+        result = segment_blockwise(
+            raw, out, route=route, model=model_folder, linker=linker_folder, resolution=res,
+            block=_block(block or "64,512,512"), key=key, scheduler=scheduler,
+            workers=workers, device=device or "cpu", progress=True,
+        )
+        click.echo(f"{raw} -> {out} ({result.n_objects} objects, {result.n_blocks} blocks, "
+                   f"{result.blocks_skipped} already done)")
+        return
     image = files.read(raw, key=key)
-    res = _resolution(resolution) or image.voxel_size
+    res = res or image.voxel_size
     if res is None:
         raise ValueError(f"{raw} records no voxel size: pass --resolution z,y,x in nm")
     model = _model(model_folder, device)

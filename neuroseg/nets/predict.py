@@ -224,11 +224,14 @@ def predict_stack(
     with torch.no_grad():
         for b in range(0, n, batch_size):
             x = stack[b : b + batch_size]
+            k = len(x)
+            if k < batch_size:  # a short last batch is filled up: outputs must not depend on batch size
+                x = np.concatenate([x, np.zeros((batch_size - k, *x.shape[1:]), x.dtype)])
             if any(p for _, p in pad):
                 x = np.pad(x, [(0, 0), (0, 0), *pad], mode="reflect")
             y = model(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float()
-            out[b : b + batch_size] = _activate(y, activation).cpu().numpy()[:, :, : spatial[0], : spatial[1]]
-            bar.update(len(x))
+            out[b : b + k] = _activate(y, activation).cpu().numpy()[:k, :, : spatial[0], : spatial[1]]
+            bar.update(k)
     bar.close()
     return out
 
