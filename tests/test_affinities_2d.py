@@ -81,12 +81,13 @@ def test_time_budget_ends_training_early_and_is_recognised_on_resume(tmp_path):
     raw, gt = neurites_3d((2, 32, 32), n=3, seed=0)
     net = affinity_network_2d(offsets=[(-1, 0), (0, -1)], depth=2, base_features=4)
     _, history = train_affinities_2d(net, (raw, gt), folder=tmp_path / "b", crop=(32, 32),
-                                     epochs=50, samples_per_epoch=2, batch_size=2,
+                                     epochs=50, samples_per_epoch=8, batch_size=2,
                                      time_budget=1e-6, progress=False)
-    assert len(history) == 1  # the budget is spent after the first epoch
+    assert len(history) == 1  # the budget is spent after the first batch
+    assert history["samples"].tolist() == [2]
     net = affinity_network_2d(offsets=[(-1, 0), (0, -1)], depth=2, base_features=4)
     _, again = train_affinities_2d(net, (raw, gt), folder=tmp_path / "b", crop=(32, 32),
-                                   epochs=50, samples_per_epoch=2, batch_size=2,
+                                   epochs=50, samples_per_epoch=8, batch_size=2,
                                    time_budget=1e-6, progress=False)
     assert len(again) == 1  # a finished budgeted run is not trained again
     with pytest.raises(ValueError, match="time_budget"):

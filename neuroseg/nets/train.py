@@ -63,10 +63,13 @@ class TrainConfig:
     format for the model and its inputs. ``keep`` is which weights the model folder holds at
     the end: ``"best"`` (lowest validation loss, or training loss without validation data) or
     ``"last"`` (the final epoch's: for a model refitted on all non-test data, whose epoch
-    count was chosen beforehand). ``time_budget`` (seconds, ``None``: off) ends training after
-    the first epoch at which the run's training time (the sum of its epochs' ``seconds``,
-    validation included, over resumed runs too) reaches it; ``epochs`` stays the upper bound
-    and the length of the cosine schedule.
+    count was chosen beforehand). ``time_budget`` (seconds, ``None``: off) ends training when
+    the run's training time (the sum of its epochs' ``seconds``, validation included, over
+    resumed runs too) reaches it: the epoch under way stops taking batches (after at least
+    one), is validated and saved, and is the last; the history then records each epoch's
+    training ``samples``. ``epochs`` stays the upper bound and the length of the cosine
+    schedule. A budgeted run depends on the machine's speed, so it is not reproducible to
+    the byte as an epoch-bounded one is.
     """
 
     epochs: int = 20
@@ -314,11 +317,14 @@ def _recorded_identity(run: dict) -> dict:
     return run
 
 
+def _spent(state: _State) -> float:
+    """The run's training time so far: the sum of its epochs' seconds."""
+    return sum(float(r.get("seconds", 0.0)) for r in state.history)
+
+
 def _budget_spent(state: _State, config: TrainConfig) -> bool:
     """Whether the run's training time has reached ``config.time_budget``."""
-    if config.time_budget is None:
-        return False
-    return sum(float(r.get("seconds", 0.0)) for r in state.history) >= config.time_budget
+    return config.time_budget is not None and _spent(state) >= config.time_budget
 
 
 def _train_mode(model: torch.nn.Module) -> None:
@@ -483,7 +489,10 @@ def fit(
             )
         _train_mode(model)
         total, n, inter, union = 0.0, 0, 0, 0
+        spent = _spent(state)
         for x, y in loader:
+            if config.time_budget is not None and n and spent + time.perf_counter() - start >= config.time_budget:
+                break  # the budget is spent in the middle of an epoch: end it here
             x, y = _memory_format(x.to(device), config), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, config):
@@ -511,6 +520,8 @@ def fit(
             "lr": lr,
             "seconds": 0.0,
         }
+        if config.time_budget is not None:
+            row["samples"] = n  # training samples of this epoch (fewer when the budget cut it)
         if val_loader is not None:
             row["val_loss"], row["val_iou"] = _evaluate(model, val_loader, config, device)
         row["seconds"] = round(time.perf_counter() - start, 3)

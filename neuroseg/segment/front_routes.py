@@ -93,6 +93,10 @@ def _parts(vol, z_nm: float) -> list:
 
 
 def _seen(history: pd.DataFrame, samples_per_epoch: int, batch_size: int) -> int:
+    """Training samples seen: as recorded (a budgeted run records them per epoch), else
+    whole batches of every epoch."""
+    if "samples" in history:
+        return int(history["samples"].sum())
     return len(history) * (int(samples_per_epoch) // int(batch_size)) * int(batch_size)
 
 
