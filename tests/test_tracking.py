@@ -80,6 +80,23 @@ def test_a_division_is_linked_as_one_parent_with_two_daughters():
         assert daughters[["begin", "end"]].values.tolist() == [[4, 7], [4, 7]], method
 
 
+def test_a_daughter_beside_its_mother_is_found_within_the_division_distance():
+    shape = (40, 80)
+    stack = np.zeros((6, *shape), np.uint16)
+    for t in range(3):
+        stack[t][disc(shape, (20, 30), 6)] = 1
+    for t in range(3, 6):
+        stack[t][disc(shape, (20, 28), 5)] = 1      # one daughter on the mother's place
+        stack[t][disc(shape, (20, 50), 5)] = 2      # one beside it, 20 px away: no overlap
+    assert track(stack).divisions == 0
+    assert track(stack, division_distance=15.0).divisions == 0
+    result = track(stack, division_distance=25.0)
+    assert result.divisions == 1
+    assert result.links.kind.tolist().count("division") == 1
+    with pytest.raises(ValueError, match="division_distance"):
+        track(stack, division_distance=-1.0)
+
+
 def test_a_gap_of_one_frame_is_bridged_and_the_cell_continues():
     path = [(30, 20 + t) for t in range(7)]
     path[3] = None  # missed in frame 3
@@ -208,6 +225,9 @@ def test_tracking_the_true_markers_of_gowt1_recovers_their_tracks(tmp_path):
     assert scores["divisions_true"] == 1
     # one daughter's marker lies beside the mother's, not on it: only a distance finds it
     assert scores["divisions_found"] == 0
-    lap = track(small, method="laptrack", max_distance=35.0)
-    res = ctc.write_result(tmp_path / "laptrack", lap.labels, lap.lineage)
-    assert tracking_scores(gt, res)["divisions_found"] == 1
+    for name, result in {
+        "laptrack": track(small, method="laptrack", max_distance=35.0),
+        "near": track(small, division_distance=35.0),
+    }.items():
+        res = ctc.write_result(tmp_path / name, result.labels, result.lineage)
+        assert tracking_scores(gt, res)["divisions_found"] == 1, name

@@ -11,9 +11,10 @@ probability) and decides with the three steps of a LAP tracker (Jaqaman et al. 2
    maximising the summed score of pairs at or above ``threshold``;
 2. gap closing: a track end and a track start up to ``max_gap`` frames later, one-to-one;
 3. splitting: a segment that starts a track, scored at or above ``division_threshold`` with a
-   segment of the previous frame that already continues, becomes its second daughter, kept
-   only when both daughters last ``min_daughter_frames`` frames (an over-split nucleus for a
-   frame is not a division).
+   segment of the previous frame (or, with ``division_distance``, close to it), becomes its
+   second daughter when that segment continues, and two such segments become both daughters
+   of one that does not; kept only when both daughters last ``min_daughter_frames`` frames
+   (an over-split nucleus for a frame is not a division).
 
 The result follows the Cell Tracking Challenge: a new track after a gap or a division, with
 its parent recorded (:func:`neuroseg.data.ctc.write_result` writes it). ``method="laptrack"``
@@ -86,10 +87,13 @@ def _assign(a: np.ndarray, b: np.ndarray, score: np.ndarray) -> np.ndarray:
 def _decide(
     pairs: pd.DataFrame, na: np.ndarray, nb: np.ndarray, n: int, *, threshold: float,
     max_gap: int, divisions: bool, division_threshold: float, min_daughter_frames: int,
-    frame_of: np.ndarray,
+    frame_of: np.ndarray, division_distance: float | None = None,
 ) -> np.ndarray:
-    """``kind`` of every candidate pair (see the module docstring)."""
-    score = pairs["score"].to_numpy(float)
+    """``kind`` of every candidate pair (see the module docstring). Pairs whose centroids lie
+    within ``division_distance`` are candidates for a daughter whatever their score."""
+    score = np.nan_to_num(pairs["score"].to_numpy(float), nan=-1.0)
+    near = (pairs["distance"].to_numpy() <= division_distance if division_distance is not None
+            else np.zeros(len(pairs), bool))
     gap = (pairs["z_b"] - pairs["z_a"]).to_numpy()
     kind = np.full(len(pairs), "", dtype=object)
     succ = np.zeros(n, np.int64)
@@ -114,11 +118,21 @@ def _decide(
             pred[nb[k]] += 1
 
     if divisions:
-        rows = np.flatnonzero((gap == 1) & (score >= division_threshold) & (kind == ""))
-        for k in rows[np.argsort(-score[rows], kind="stable")]:
-            if pred[nb[k]] == 0 and succ[na[k]] == 1:
+        rows = np.flatnonzero((gap == 1) & ((score >= division_threshold) | near) & (kind == ""))
+        # overlapping candidates by score first, then the near ones by distance; a segment
+        # that continues gets a second daughter, one that does not gets two or none
+        order = np.lexsort((pairs["distance"].to_numpy()[rows], -score[rows]))
+        by_mother: dict[int, list[int]] = {}
+        for k in rows[order]:
+            by_mother.setdefault(int(na[k]), []).append(int(k))
+        for a, ks in by_mother.items():
+            free = [k for k in ks if pred[nb[k]] == 0]
+            need = 2 - succ[a]
+            if need < 1 or len(free) < need:
+                continue
+            for k in free[:need]:
                 kind[k] = "division"
-                succ[na[k]] += 1
+                succ[a] += 1
                 pred[nb[k]] += 1
         if min_daughter_frames > 1:
             kind = _drop_short_divisions(kind, na, nb, n, frame_of, min_daughter_frames)
@@ -195,17 +209,13 @@ def _centroids(labels: np.ndarray, segs: Segments, resolution: Sequence[float]) 
 
 
 def _laptrack_kinds(
-    labels, segs, pairs, na, nb, *, max_gap: int, max_distance: float, divisions: bool,
-    resolution: Sequence[float],
+    segs, centres: np.ndarray, *, max_gap: int, max_distance: float, divisions: bool,
 ) -> np.ndarray:
-    """Run laptrack on the segments' centroids; ``kind`` of each candidate pair it took.
-
-    Pairs laptrack takes that do not overlap are added to the candidate table by the caller."""
+    """Run laptrack on the segments' centroids (pixels); the edges (node pairs) it took."""
     from laptrack import LapTrack
 
     frame_of = np.repeat(np.arange(len(segs.ids)), np.diff(segs.offsets))
-    xy = _centroids(labels, segs, resolution)
-    coords = [xy[frame_of == t] for t in range(len(segs.ids))]
+    coords = [centres[frame_of == t] for t in range(len(segs.ids))]
     cut = float(max_distance) ** 2
     lt = LapTrack(
         cutoff=cut,
@@ -234,6 +244,7 @@ def track(
     divisions: bool = True,
     division_threshold: float | None = None,
     min_daughter_frames: int = 1,
+    division_distance: float | None = None,
     max_distance: float = 15.0,
 ) -> Tracks:
     """Track 2D segments through time: links, gaps of up to ``max_gap - 1`` frames, divisions.
@@ -248,10 +259,10 @@ def track(
         ``"overlap"``: a pair's score is the IoU of the two segments; ``"learned"``: the
         calibrated probability of ``linker`` (an :class:`~neuroseg.linking.learned.AffinityLinker`
         with a calibration for these frames); ``"laptrack"``: the peer LAP tracker on the
-        segments' centroids (``max_distance`` in the units of ``resolution``).
+        segments' centroids.
     resolution : (t, y, x), optional
-        Passed to the linker (its calibration is chosen by the first value) and used to
-        scale centroids for laptrack; default 1 per axis.
+        Passed to the linker (its calibration is chosen by the first value); default 1 per
+        axis.
     max_gap : int
         Largest frame distance of a link: 1 = no gaps, 2 = a gap of one missing frame.
     threshold : float in [0, 1], optional
@@ -262,6 +273,12 @@ def track(
         Smallest score of a second daughter (default ``threshold``).
     min_daughter_frames : int
         A division is kept only when both daughters last this many frames.
+    division_distance : float, optional
+        Also take as a second daughter a segment that does not overlap the dividing one but
+        whose centroid lies within this many pixels of it (daughters of a division often land
+        beside their mother's outline). Default: overlapping segments only.
+    max_distance : float
+        laptrack's largest step, in pixels (for links, gaps and divisions alike).
 
     Returns
     -------
@@ -291,15 +308,25 @@ def track(
     segs = Segments.of(arr)
     pairs, na, nb = pair_table(arr, segs, max_gap)
     frame_of = np.repeat(np.arange(arr.shape[0]), np.diff(segs.offsets))
+    centres = _centroids(arr, segs, (1.0, 1.0, 1.0))
+    near = np.zeros(len(pairs), bool)
+    if division_distance is not None and divisions and method != "laptrack":
+        if not (np.isfinite(division_distance) and division_distance > 0):
+            raise ValueError(f"division_distance must be a positive number of pixels; got {division_distance}")
+        pairs, na, nb, near = _with_near_pairs(pairs, na, nb, segs, frame_of, centres,
+                                               float(division_distance))
+    pairs = pairs.assign(distance=np.hypot(*(centres[na] - centres[nb]).T) if len(pairs) else 0.0)
 
     if method == "laptrack":
-        edges = _laptrack_kinds(arr, segs, pairs, na, nb, max_gap=max_gap,
-                                max_distance=max_distance, divisions=divisions, resolution=res)
-        pairs, na, nb, kind = _with_edges(pairs, na, nb, edges, segs, frame_of)
-        pairs = pairs.assign(score=np.nan)
+        edges = _laptrack_kinds(segs, centres, max_gap=max_gap, max_distance=max_distance,
+                                divisions=divisions)
+        pairs, na, nb, kind = _with_edges(pairs.drop(columns="distance"), na, nb, edges, segs,
+                                          frame_of)
+        pairs = pairs.assign(score=np.nan,
+                             distance=np.hypot(*(centres[na] - centres[nb]).T) if len(pairs) else 0.0)
     else:
         if method == "overlap":
-            score = pairs["iou"].to_numpy(float)
+            score = np.where(near, np.nan, pairs["iou"].to_numpy(float))
             default = 0.1
         else:
             if linker is None:
@@ -311,7 +338,8 @@ def track(
                 raise ValueError(f"raw {raw.shape} and labels {arr.shape} differ in shape")
             if linker.active is None:
                 linker = linker.calibrated_for(res)
-            score = np.asarray(linker.score_pairs(arr, raw, pairs, resolution=res), float)
+            score = np.full(len(pairs), np.nan)
+            score[~near] = linker.score_pairs(arr, raw, pairs[~near], resolution=res)
             default = linker.threshold
         threshold = default if threshold is None else check_unit_interval(threshold, "threshold")
         division_threshold = threshold if division_threshold is None else check_unit_interval(
@@ -319,10 +347,42 @@ def track(
         pairs = pairs.assign(score=score)
         kind = _decide(pairs, na, nb, segs.n, threshold=threshold, max_gap=max_gap,
                        divisions=divisions, division_threshold=division_threshold,
-                       min_daughter_frames=int(min_daughter_frames), frame_of=frame_of)
+                       min_daughter_frames=int(min_daughter_frames), frame_of=frame_of,
+                       division_distance=division_distance if divisions else None)
     out, lineage = _build(arr, segs, kind, na, nb, frame_of)
-    links = pairs[["z_a", "z_b", "id_a", "id_b", "iou", "score"]].assign(kind=kind.astype(str))
+    links = pairs[["z_a", "z_b", "id_a", "id_b", "iou", "distance", "score"]].assign(
+        kind=kind.astype(str))
     return Tracks(labels=out, lineage=lineage, links=links.reset_index(drop=True))
+
+
+def _with_near_pairs(pairs, na, nb, segs, frame_of, centres, distance: float):
+    """Add the pairs of consecutive frames that do not overlap but whose centroids lie within
+    ``distance`` pixels; return the table, node indices and the mask of the added rows."""
+    from scipy.spatial.distance import cdist
+
+    have = set(zip(na.tolist(), nb.tolist()))
+    add = []
+    for t in range(len(segs.ids) - 1):
+        a = np.arange(segs.offsets[t], segs.offsets[t + 1])
+        b = np.arange(segs.offsets[t + 1], segs.offsets[t + 2])
+        if not (a.size and b.size):
+            continue
+        i, j = np.nonzero(cdist(centres[a], centres[b]) <= distance)
+        add += [(int(a[x]), int(b[y])) for x, y in zip(i, j) if (a[x], b[y]) not in have]
+    near = np.zeros(len(pairs) + len(add), bool)
+    if not add:
+        return pairs, na, nb, near
+    near[len(pairs):] = True
+    ids = np.concatenate(segs.ids)
+    extra = pd.DataFrame({
+        "z_a": [int(frame_of[a]) for a, _ in add], "z_b": [int(frame_of[b]) for _, b in add],
+        "id_a": [ids[a] for a, _ in add], "id_b": [ids[b] for _, b in add],
+        "iou": 0.0, "overlap": 0, "size_a": 0, "size_b": 0,
+    })
+    pairs = pd.concat([pairs, extra[pairs.columns]], ignore_index=True)
+    na = np.concatenate([na, [a for a, _ in add]]).astype(np.int64)
+    nb = np.concatenate([nb, [b for _, b in add]]).astype(np.int64)
+    return pairs, na, nb, near
 
 
 def _with_edges(pairs, na, nb, edges, segs, frame_of):
