@@ -30,7 +30,7 @@ STEPS := $(basename $(notdir $(NOTEBOOKS)))
 EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
 DIGESTS := $(STEPS:%=$(RUN)/%.digest)
 
-.PHONY: help install reproduce test unit lab data lint clean verify seeds FORCE $(STEPS)
+.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study FORCE $(STEPS)
 
 help:  ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -95,6 +95,18 @@ lab: $(STAMP)  ## open the notebooks in JupyterLab
 
 data: $(STAMP)  ## check NEUROSEG_DATA; download and convert missing datasets (needs internet)
 	$(PY) -m neuroseg.data --download
+
+# Blockwise segmentation (#26): consistency with the whole volume, throughput over workers
+# and volume size, memory per worker, and the cost of 1 mm^3; the quick-profile models, so it
+# stays outside `make reproduce` (about 30 to 60 min on 2 shared cores).
+BLOCKWISE_MODELS := $(foreach m,em_boundary_unet slice_linker affinity_unet_40nm,$(or $(NEUROSEG_ARTIFACTS),artifacts)/quick/models/$(m)/config.json)
+blockwise-study: reports/metrics/blockwise_scaling.csv  ## blockwise study: reports/metrics/blockwise_*.csv and .json (quick models; up to an hour)
+
+reports/metrics/blockwise_scaling.csv: benchmarks/blockwise_study.py $(PACKAGE_SOURCES) $(BLOCKWISE_MODELS) | $(STAMP)
+	NEUROSEG_PROFILE=quick $(PY) benchmarks/blockwise_study.py
+
+$(BLOCKWISE_MODELS):
+	$(MAKE) reproduce PROFILE=quick
 
 clean:  ## remove the artifacts and quick reports (keeps .venv and the committed reports/)
 	rm -rf artifacts reports/quick

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BlockGrid", "BlockwiseResult", "segment_blockwise"]
+__all__ = ["BlockGrid", "BlockwiseResult", "max_rss_mb", "segment_blockwise"]
 
 ROUTES = ("2d", "3d")
 
@@ -94,6 +94,7 @@ class BlockwiseResult:
     seconds: float
     workers: int
     peak_mb_per_worker: float | None = None
+    startup_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -512,8 +513,10 @@ def segment_blockwise(
         files.create_zarr(work / "segments.zarr", shape, np.uint64, chunks=block)
     indices = grid.indices()
     skipped = sum(_block_file(work, i).exists() for i in indices)
+    t_cluster = time.perf_counter()
     client, cluster = (None, None) if scheduler == "inline" else _client(
         scheduler, workers, threads, memory_limit)
+    startup = time.perf_counter() - t_cluster
     try:
         model_f, linker_f, n_workers = model, linker, 1
         if client is not None:
@@ -555,10 +558,19 @@ def segment_blockwise(
         warnings.warn("no object found in the volume: check the model, resolution= and the "
                       "image's contrast", UserWarning, stacklevel=2)
     return BlockwiseResult(out, n_objects, len(indices), skipped, time.perf_counter() - start,
-                           n_workers, peak)
+                           n_workers, peak, startup)
 
 
-def _max_rss_mb() -> float:
+def max_rss_mb() -> float:
+    """This process's peak resident memory in MB (Linux: ``VmHWM``, which a process started
+    by another does not inherit, unlike ``ru_maxrss``)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -569,7 +581,7 @@ def _peak_mb(client) -> float | None:
     if client is None:
         return None
     try:
-        return float(max(client.run(_max_rss_mb).values()))
+        return float(max(client.run(max_rss_mb).values()))
     except Exception:  # noqa: BLE001 - a remote cluster may refuse client.run
         return None
 

@@ -1,0 +1,285 @@
+"""The blockwise study (#26): consistency with the whole volume, throughput, memory, projection.
+
+    NEUROSEG_PROFILE=quick python benchmarks/blockwise_study.py     # or: make blockwise-study
+
+Writes ``reports/metrics/blockwise_consistency.csv`` (blockwise against whole-volume labels on
+the FIB-25 test part at 40 x 10 x 10 nm: VOI split / merge, adapted Rand error, equal up to
+renumbering), ``reports/metrics/blockwise_scaling.csv`` (seconds, megavoxels per second and
+the peak resident memory of a worker, over 1 and 2 workers and two volume sizes 8x apart),
+``reports/metrics/blockwise_projection.csv`` (core-hours for 1 mm^3 at 4 x 4 x 30 nm from the
+measured cost per voxel; GPU-hours are a projection, no GPU was measured) and
+``reports/metrics/blockwise_scaling.json`` (the machine, load averages before and after every
+timing, the models and their sizes, how the volumes were made, the results-page section).
+
+The models are the quick-profile ones (``artifacts/quick/models``; the full-profile models
+were not on the machine): their architecture is recorded. The large volumes are the FIB-25
+test part tiled by mirroring: fine for timing and memory, meaningless for accuracy. Every
+step is deterministic (fixed threads, no randomness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neuroseg import paths
+from neuroseg.io import write_csv
+
+MODELS = ("em_boundary_unet", "slice_linker", "affinity_unet_40nm")
+#: 1 mm^3 at 4 x 4 x 30 nm.
+VOXELS_MM3 = (1e6 / 4) * (1e6 / 4) * (1e6 / 30)
+#: Stated assumption of the GPU projection: one GPU does the work of this many CPU cores.
+#: No GPU was measured; the column is a projection, not a result.
+GPU_CORE_EQUIVALENT = 50.0
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _models(root: Path) -> dict:
+    from neuroseg.linking.learned import load_linker
+    from neuroseg.nets.folder import load_model
+
+    out = {"model": load_model(root / "em_boundary_unet"),
+           "linker": load_linker(root / "slice_linker"),
+           "model3": load_model(root / "affinity_unet_40nm")}
+    return out
+
+
+def _describe_models(root: Path) -> dict:
+    info = {}
+    for name in MODELS:
+        config = json.loads((root / name / "config.json").read_text())
+        unet = config.get("unet", {})
+        weights = root / name / "weights.pt"
+        import torch
+
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        n = sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
+        info[name] = {"profile": "quick", "folder": str(root / name),
+                      "architecture": {k: unet.get(k) for k in
+                                       ("ndim", "in_channels", "out_channels", "depth",
+                                        "base_features", "pool_factors")},
+                      "parameters": n,
+                      "pixel_size": config.get("meta", {}).get("pixel_size"),
+                      "postprocess": config.get("meta", {}).get("postprocess")}
+    return info
+
+
+def _mirror_tile(vol: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """``vol`` repeated by mirroring (flipped copies side by side) up to ``shape``."""
+    out = vol
+    for axis, n in enumerate(shape):
+        reps = -(-n // out.shape[axis])
+        parts = [np.flip(out, axis) if k % 2 else out for k in range(reps)]
+        out = np.concatenate(parts, axis=axis)
+    return np.ascontiguousarray(out[: shape[0], : shape[1], : shape[2]])
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    if ((a == 0) != (b == 0)).any():
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+
+
+def consistency(raw, res, models, work: Path, *, blocks: dict, log: list) -> pd.DataFrame:
+    """Blockwise against whole-volume labels, both routes, blocks cut in z only and in z, y, x."""
+    from neuroseg.data import files
+    from neuroseg.measure.voi_rand import segmentation_scores
+    from neuroseg.segment.blockwise import segment_blockwise
+    from neuroseg.segment.volume_2d import segment_volume_2d
+    from neuroseg.segment.volume_3d import segment_volume_3d
+
+    rows = []
+    for route in ("2d", "3d"):
+        before = _load()
+        t0 = time.perf_counter()
+        if route == "2d":
+            whole = segment_volume_2d(models["model"], raw, linker=models["linker"],
+                                      resolution=res, device="cpu")
+        else:
+            whole = segment_volume_3d(models["model3"], raw, resolution=res, device="cpu")
+        log.append({"what": f"whole {route}", "seconds": time.perf_counter() - t0,
+                    "load_before": before, "load_after": _load()})
+        for blocking, block in blocks.items():
+            out = work / f"consistency_{route}_{blocking}.zarr"
+            before = _load()
+            result = segment_blockwise(
+                raw, out, route=route, model=models["model" if route == "2d" else "model3"],
+                linker=models["linker"] if route == "2d" else None, resolution=res,
+                block=block, scheduler="inline", progress=False)
+            log.append({"what": f"consistency {route} {blocking}", "seconds": result.seconds,
+                        "load_before": before, "load_after": _load()})
+            got = files.read(out).array
+            s = segmentation_scores(whole, got)
+            rows.append({"route": route, "blocking": blocking, "voi_split": s["voi_split"],
+                         "voi_merge": s["voi_merge"], "arand": s["arand"],
+                         "equal": bool(_same_partition(whole, got)),
+                         "block": "x".join(map(str, block)), "objects_whole": int(whole.max()),
+                         "objects_blockwise": int(got.max())})
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def one_block_peak_mb(route: str, raw: np.ndarray, res, block, root: Path, work: Path) -> float:
+    """Peak resident memory (MB) of a fresh process segmenting one block (no Dask): the
+    working set one block needs, Python, torch and the model included."""
+    from neuroseg.data import files
+
+    src = work / f"one_block_{route}.zarr"
+    files.write(src, _mirror_tile(raw, block), voxel_size=res)
+    model = root / ("em_boundary_unet" if route == "2d" else "affinity_unet_40nm")
+    linker = str(root / "slice_linker") if route == "2d" else None
+    code = f"""
+import torch
+torch.set_num_threads(1)
+from neuroseg.segment.blockwise import max_rss_mb, segment_blockwise
+segment_blockwise({str(src)!r}, {str(work / f"one_block_{route}_out.zarr")!r}, route={route!r},
+                  model={str(model)!r}, linker={linker!r}, block={tuple(block)!r},
+                  scheduler="inline", progress=False)
+print("PEAK", max_rss_mb())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    return float(done.stdout.split("PEAK")[-1].strip())
+
+
+def scaling(raw, res, root: Path, work: Path, *, runs: list, log: list) -> pd.DataFrame:
+    from neuroseg.data import files
+    from neuroseg.segment.blockwise import segment_blockwise
+
+    rows = []
+    for route, workers, shape, block in runs:
+        src = work / f"raw_{'x'.join(map(str, shape))}.zarr"
+        if not src.exists():
+            files.write(src, _mirror_tile(raw, shape), voxel_size=res)
+        out = work / f"scaling_{route}_{workers}_{src.stem}.zarr"
+        before = _load()
+        result = segment_blockwise(
+            src, out, route=route,
+            model=root / ("em_boundary_unet" if route == "2d" else "affinity_unet_40nm"),
+            linker=root / "slice_linker" if route == "2d" else None, block=block,
+            workers=workers, threads=1, progress=False)
+        after = _load()
+        mvox = float(np.prod(shape)) / 1e6
+        seconds = result.seconds - result.startup_seconds  # without starting the cluster
+        rows.append({"route": route, "workers": workers, "megavoxels": round(mvox, 3),
+                     "block": "x".join(map(str, block)), "seconds": round(seconds, 2),
+                     "mvox_per_s": round(mvox / seconds, 4),
+                     "peak_mb_per_worker": round(result.peak_mb_per_worker or float("nan"), 1)})
+        log.append({"what": f"scaling {route} workers={workers} shape={shape}",
+                    "seconds": result.seconds, "cluster_startup_seconds": result.startup_seconds,
+                    "load_before": before, "load_after": after,
+                    "blocks": result.n_blocks, "objects": result.n_objects})
+        print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def projection(table: pd.DataFrame) -> pd.DataFrame:
+    """Core-hours for 1 mm^3 at 4 x 4 x 30 nm from the one-worker (one core) throughput."""
+    rows = []
+    for route, part in table[table["workers"] == 1].groupby("route"):
+        rate = float(part["mvox_per_s"].median())  # Mvox per second on one core
+        core_hours = VOXELS_MM3 / (rate * 1e6) / 3600.0
+        rows.append({"route": route, "voxels": f"{VOXELS_MM3:.3e}", "mvox_per_core_s": rate,
+                     "core_hours": round(core_hours), "gpu_hours_projection":
+                     round(core_hours / GPU_CORE_EQUIVALENT),
+                     "basis": f"1 worker = 1 core measured here; GPU = {GPU_CORE_EQUIVALENT:g} "
+                              "cores ASSUMED (projection, no GPU measured)"})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny sizes: check the script runs")
+    args = parser.parse_args(argv)
+    import torch
+
+    from neuroseg.data.em_volumes import load_volumes
+    from neuroseg.machine import describe
+    from neuroseg.segment.blockwise import max_rss_mb
+
+    torch.set_num_threads(2)
+    root = paths.models_dir("quick")
+    missing = [m for m in MODELS if not (root / m / "config.json").exists()]
+    if missing:
+        sys.exit(f"the quick-profile models {missing} are not in {root}: "
+                 "run `make reproduce PROFILE=quick` first")
+    # the committed reports/metrics (the --small check writes to a temporary folder)
+    metrics = Path(tempfile.mkdtemp()) if args.small else paths.metrics_dir("full")
+    print(f"results to {metrics}", flush=True)
+    vol = load_volumes(profile="quick")["fib25_test"].subsampled(40.0)
+    raw, res = vol.raw, vol.resolution
+    models = _models(root)
+    log: list = []
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="blockwise_study_") as tmp:
+        work = Path(tmp)
+        if args.small:
+            raw = raw[:8, :64, :64]
+            cons_blocks = {"z": (4, 64, 64), "zyx": (4, 32, 32)}
+            runs = [("2d", 1, (8, 64, 64), (4, 64, 64)), ("2d", 2, (16, 128, 64), (4, 64, 64)),
+                    ("3d", 1, (8, 64, 64), (4, 64, 64))]
+        else:
+            z, y, x = raw.shape  # 63 x 250 x 125 at 40 x 10 x 10 nm
+            cons_blocks = {"z": (16, y, x), "zyx": (16, 128, 64)}
+            b2 = (32, 256, 256)
+            b3 = (16, 128, 128)
+            runs = [("2d", 1, (64, 256, 256), b2), ("2d", 2, (64, 256, 256), b2),
+                    ("2d", 2, (128, 512, 512), b2),
+                    ("3d", 1, (32, 128, 256), b3), ("3d", 2, (32, 128, 256), b3),
+                    ("3d", 2, (64, 256, 512), b3)]
+        cons = consistency(raw, res, models, work, blocks=cons_blocks, log=log)
+        write_csv(cons, metrics / "blockwise_consistency.csv")
+        table = scaling(raw, res, root, work, runs=runs, log=log)
+        one_block = {route: one_block_peak_mb(route, raw, res, block, root, work)
+                     for route, block in {r[0]: r[3] for r in runs}.items()}
+    write_csv(table, metrics / "blockwise_scaling.csv")
+    proj = projection(table)
+    write_csv(proj, metrics / "blockwise_projection.csv")
+    memory = {}
+    for route, part in table[table["workers"] == 2].groupby("route"):
+        part = part.sort_values("megavoxels")
+        small, big = part.iloc[0], part.iloc[-1]
+        memory[route] = {"megavoxels": [small["megavoxels"], big["megavoxels"]],
+                         "peak_mb_per_worker": [small["peak_mb_per_worker"],
+                                                big["peak_mb_per_worker"]],
+                         "one_block_process_peak_mb": one_block[route],
+                         "ratio_big_to_one_block": big["peak_mb_per_worker"] / one_block[route],
+                         "ratio_big_to_small": big["peak_mb_per_worker"] / small["peak_mb_per_worker"]}
+    sidecar = {
+        "machine": describe("cpu"), "driver_peak_mb": max_rss_mb(),
+        "seconds_note": "scaling seconds exclude starting the LocalCluster (recorded per run); "
+                        "they include reading the input, every block, the joins, resolving "
+                        "them and the relabel pass",
+        "models": _describe_models(root),
+        "models_note": "quick-profile models (artifacts/quick/models): the full-profile ones "
+                       "were not on this machine; accuracy numbers are those of weak models",
+        "volume": {"source": "FIB-25 test part (fib25_neuroproof_training_sample2), every 4th "
+                             "slice: 40 x 10 x 10 nm", "shape": list(raw.shape),
+                   "tiling": "larger volumes are this part tiled by mirroring (fine for timing "
+                             "and memory, not for accuracy)"},
+        "timings": log, "memory": memory, "small_check": bool(args.small),
+        "gpu_core_equivalent_assumed": GPU_CORE_EQUIVALENT,
+        "wall_seconds": time.time() - started,
+        "workers_note": "LocalCluster of 1 or 2 worker processes, 1 thread each, on a 2-core "
+                        "machine shared with other jobs (see the load averages)",
+    }
+    (metrics / "blockwise_scaling.json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
+    print(json.dumps(memory, indent=2))
+    print(proj.to_string())
+
+
+if __name__ == "__main__":
+    main()
