@@ -47,7 +47,7 @@ SETTINGS = ["cc@0.5", "cc@0.9", "mws@0.5"]
 TRAIN = {"crop": (4, 16, 16), "tile": (4, 16, 16), "depth": 2, "base_features": 2, "epochs": 1,
          "samples_per_epoch": 2, "val_crops": 1, "batch_size": 2, "progress": False}
 CHOICE_COLUMNS = ["z_nm", "method", "threshold", "min_size", "voi_split", "voi_merge", "arand",
-                  "cremi", "chosen", "best"]
+                  "cremi", "s_per_mvox", "chosen", "best"]
 
 
 def _volume(name: str, seed: int) -> EMVolume:

@@ -5,7 +5,10 @@ a 3D U-Net predicting affinities is trained on the FIB-25 training part (x < 125
 for each z spacing (native 10 nm, and 40 nm by taking every 4th slice, all four offsets used
 for training); each post-processing's threshold is chosen by CREMI score on the validation
 part (x < 125, z >= 200), and every post-processing and threshold is scored on the test
-volumes (FIB-25 x >= 125, and gala). The chosen setting is stored in the model folder
+volumes (FIB-25 x >= 125, and gala). The post-processings are connected components, the
+voxel-level mutex watershed and fragments + waterz (:func:`neuroseg.segment.affinities.agglomerate`);
+the one stored is chosen by CREMI and time (the fastest within a tolerance of the best
+CREMI). The chosen setting is stored in the model folder
 (``meta["postprocess"]``), where :func:`neuroseg.segment_volume_3d` and the timing notebook
 find it.
 """
@@ -24,6 +27,7 @@ from neuroseg.measure.timing import measure
 from neuroseg.measure.voi_rand import segmentation_scores
 from neuroseg.nets.folder import save_model
 from neuroseg.segment.affinities import agglomerate, long_range_offsets
+from neuroseg.segment.choose import pick
 from neuroseg.segment.volume_3d import affinity_network, predict_affinities, train_affinities
 
 __all__ = [
@@ -117,28 +121,36 @@ def choose_postprocess(
     z_nm: float,
     grid: Mapping[str, Sequence[float]],
     min_size: int = 0,
+    tolerance: float = 0.0,
 ) -> pd.DataFrame:
     """Every post-processing and threshold of ``grid`` on the validation part (all z offsets).
 
-    Returns one row per (method, threshold) with the mean scores; ``chosen`` marks each
-    method's best CREMI score and ``best`` the best of all (ties: the first).
+    Returns one row per (method, threshold) with the mean scores and the post-processing's
+    seconds per megavoxel (``s_per_mvox``, all parts together); ``chosen`` marks each
+    method's best CREMI score and ``best`` the one chosen over all by CREMI and time: the
+    fastest whose CREMI is within ``tolerance`` (a fraction) of the best
+    (:func:`neuroseg.segment.choose.pick`; ``0``: the best CREMI, ties the first).
     """
     offsets = model.meta["offsets"]
     prepared = [(predict_affinities(model, p.raw), p) for p in _parts(volumes["val"], z_nm)]
+    mvox = sum(p.raw.size for _, p in prepared) / 1e6
     rows = []
     for method, thresholds in grid.items():
         for t in thresholds:
-            scores = [
-                _scores(agglomerate(a, method=method, threshold=float(t), offsets=offsets,
-                                        min_size=min_size, resolution=p.resolution), p.gt)
-                for a, p in prepared
-            ]
+            scores, seconds = [], 0.0
+            for a, p in prepared:
+                start = time.perf_counter()
+                seg = agglomerate(a, method=method, threshold=float(t), offsets=offsets,
+                                  min_size=min_size, resolution=p.resolution)
+                seconds += time.perf_counter() - start
+                scores.append(_scores(seg, p.gt))
             rows.append({"z_nm": float(z_nm), "method": method, "threshold": float(t),
-                         "min_size": int(min_size), **pd.DataFrame(scores).mean().to_dict()})
+                         "min_size": int(min_size), **pd.DataFrame(scores).mean().to_dict(),
+                         "s_per_mvox": seconds / mvox})
     table = pd.DataFrame(rows)
     best = table.groupby("method")["cremi"].transform("min")
     table["chosen"] = table.index.isin(table[table["cremi"] == best].groupby("method").head(1).index)
-    table["best"] = table.index == table["cremi"].idxmin()
+    table["best"] = table.index == pick(table, tolerance=tolerance)
     return table
 
 
@@ -323,7 +335,8 @@ def comparison_figure(table: pd.DataFrame, choices: pd.DataFrame):
     for ax, ((vol, z), g) in zip(axes[0], groups):
         chosen = choices[(choices["z_nm"] == z) & choices["chosen"]]
         picked = {setting_name(m, t) for m, t in zip(chosen["method"], chosen["threshold"])}
-        colours = ["tab:blue" if s.startswith("cc") else "tab:orange" for s in g["method"]]
+        palette = {"cc": "tab:blue", "mws": "tab:orange", "waterz": "tab:green"}
+        colours = [palette.get(s.split("@")[0], "tab:grey") for s in g["method"]]
         ax.bar(range(len(g)), g["cremi"], color=colours)
         for i, (s, c) in enumerate(zip(g["method"], g["cremi"])):
             if s in picked:

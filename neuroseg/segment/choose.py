@@ -32,6 +32,8 @@ def pick(table: pd.DataFrame, *, tolerance: float = 0.01, score: str = "cremi",
          cost: str = "s_per_mvox") -> int:
     """Index of the row with the lowest ``cost`` among those whose ``score`` (lower is
     better) is within ``tolerance`` (a fraction) of the best; ties: the first such row.
+    ``tolerance=0`` is the best ``score`` alone (ties: the first row, whatever its cost), so
+    that the choice does not depend on timing noise.
 
     Examples
     --------
@@ -46,6 +48,8 @@ def pick(table: pd.DataFrame, *, tolerance: float = 0.01, score: str = "cremi",
     if not np.isfinite(values).any():
         raise ValueError(f"no candidate has a finite {score}")
     best = np.nanmin(values)
+    if tolerance == 0:
+        return int(table.index[int(np.nanargmin(values))])
     near = np.flatnonzero(np.isfinite(values) & (values <= best + abs(best) * tolerance + 1e-12))
     costs = table[cost].to_numpy(float)[near]
     return int(table.index[near[int(np.argmin(costs))]])
