@@ -94,7 +94,20 @@ def test_verdicts_follow_the_numbers():
 def test_missing_results_are_not_measured():
     items = results.claims({})
     assert {c.verdict for c in items} == {"not measured"}
-    assert {c.source for c in items} == {"SomaNet", "Know Your Neighbour", "WEBKNOSSOS", "AxonDeepSeg"}
+    assert {c.source for c in items} == {"SomaNet", "Know Your Neighbour", "WEBKNOSSOS", "AxonDeepSeg",
+                                         "SomaNet (next steps)"}
+
+
+def test_tracking_verdict_names_the_missed_peer_comparison():
+    head = {"best_linker_on_training": "overlap", "test_SEG": 0.8, "test_AP50": 0.9, "cells": 20,
+            "median_speed_um_min": 0.1, "median_speed_truth_um_min": 0.11, "saltations_total": 3,
+            "saltations_truth_total": 2, "overlap_later_TRA": 0.95, "overlap_later_LNK": 0.9,
+            "laptrack_later_TRA": 0.97, "laptrack_later_LNK": 0.92}
+    (c,) = results.claims({"60_soma_tracking_headline": head})[-1:]
+    assert c.source == "SomaNet (next steps)" and c.verdict == "partly reproduced"
+    assert "peer comparison is missed" in c.evidence and "TRA 0.950" in c.measured
+    (c,) = results.claims({"60_soma_tracking_headline": {**head, "overlap_later_TRA": 0.98}})[-1:]
+    assert c.verdict == "reproduced" and "matches or beats laptrack" in c.evidence
 
 
 def test_webknossos_verdict_compares_3d_with_2d_on_each_volume():

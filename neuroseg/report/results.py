@@ -226,7 +226,7 @@ def _tracking_claims(metrics) -> list[Claim]:
              "and saltation frequency, compare with an off-the-shelf tracker")
     h = metrics.get("60_soma_tracking_headline")
     if not isinstance(h, dict):
-        return [Claim("SomaNet", claim, "—", "not measured", "run 60_soma_tracking")]
+        return [Claim("SomaNet (next steps)", claim, "—", "not measured", "run 60_soma_tracking")]
     from neuroseg.experiments.papers import CTC_GOWT1_TOP_LNK
 
     best = h["best_linker_on_training"]
@@ -252,7 +252,7 @@ def _tracking_claims(metrics) -> list[Claim]:
         "GOWT1's challenge test sequences, not this sequence; on nuclei of stem cells, which "
         "divide and wander rather than migrate in saltations"
     )
-    return [Claim("SomaNet", claim, measured, verdict, evidence)]
+    return [Claim("SomaNet (next steps)", claim, measured, verdict, evidence)]
 
 
 def claims(metrics: Mapping[str, object]) -> list[Claim]:
