@@ -22,7 +22,7 @@ import pandas as pd
 from neuroseg.linking.tracks import Tracks
 from neuroseg.plots import colour_labels
 
-__all__ = ["TrackInspector", "TrackView", "inspect_frames"]
+__all__ = ["TrackInspector", "TrackView", "busiest_frame", "inspect_frames", "view_figure"]
 
 KIND_COLOURS = {"link": "#0072B2", "division": "#D55E00", "gap": "#CC79A7"}  # colour-blind safe
 
@@ -105,6 +105,25 @@ def inspect_frames(segments: npt.ArrayLike, result: Tracks, *, t: int) -> TrackV
         tracks=present[present != 0],
         divisions=int((links.kind == "division").sum()), gaps=int((links.kind == "gap").sum()),
     )
+
+
+def busiest_frame(result: Tracks) -> int:
+    """The frame whose outgoing links hold the most divisions, then the most gaps (the first
+    such frame; 0 when there are none).
+
+    Examples
+    --------
+    >>> from neuroseg.linking.tracks import track
+    >>> busiest_frame(track(np.zeros((3, 2, 2), np.uint8)))
+    0
+    """
+    links = result.links
+    if not len(links):
+        return 0
+    counts = pd.DataFrame({"z": links.z_a, "division": links.kind == "division",
+                           "gap": links.kind == "gap"}).groupby("z")[["division", "gap"]].sum()
+    best = counts.sort_values(["division", "gap"], ascending=False, kind="stable")
+    return int(best.index[0])
 
 
 def view_figure(view: TrackView, *, pixel_size_um: float | None = None, title: str = ""):
