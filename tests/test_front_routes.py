@@ -64,3 +64,55 @@ def test_a_3d_setting_trains_and_runs(volumes, tmp_path):
     labels, seconds = fr.run_stages(stages, sub.raw, warmup=0, repeats=1, device="cpu")
     assert labels.shape == sub.raw.shape and labels.min() >= 1
     assert set(seconds) == {"3d_inference", "agglomeration"}
+
+
+def test_inflated_2d_weights_compute_the_2d_network_on_a_volume_constant_in_z():
+    import torch
+
+    from neuroseg.nets.unet import UNet
+
+    torch.manual_seed(0)
+    net2 = UNet(ndim=2, in_channels=1, out_channels=3, depth=3, base_features=4)
+    for m in net2.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    net3 = UNet(ndim=3, in_channels=1, out_channels=3, depth=3, base_features=4,
+                pool_factors=[[1, 2, 2], [1, 2, 2]])
+    assert fr.inflate_2d_to_3d(net2, net3, head=True) == len(net2.state_dict())
+    net2.eval()
+    net3.eval()
+    image = torch.rand(1, 1, 16, 16)
+    volume = image[:, :, None].repeat(1, 1, 24, 1, 1)
+    with torch.no_grad():
+        y2 = net2(image)
+        y3 = net3(volume)
+    assert torch.allclose(y3[:, :, 12], y2, atol=1e-5)
+    # without head=True the head keeps its own weights
+    fresh = UNet(ndim=3, in_channels=1, out_channels=3, depth=3, base_features=4,
+                 pool_factors=[[1, 2, 2], [1, 2, 2]])
+    own = fresh.head.weight.clone()
+    fr.inflate_2d_to_3d(net2, fresh)
+    assert torch.equal(fresh.head.weight, own)
+    assert torch.allclose(fresh.encoders[0].conv1.weight[:, :, 1] * 3, net2.encoders[0].conv1.weight)
+    with pytest.raises(ValueError, match="base features"):
+        fr.inflate_2d_to_3d(net2, UNet(ndim=3, in_channels=1, out_channels=3, depth=3, base_features=8))
+
+
+def test_pretrained_and_better_inits(volumes, tmp_path):
+    from neuroseg.nets.unet import UNet
+
+    source = UNet(ndim=2, in_channels=1, out_channels=1, depth=2, base_features=4)
+    s = fr.RouteSetting("3d", base_features=4, depth=2, init="better")
+    assert s.name == "3d_f4_better"
+    with pytest.raises(ValueError, match="pretrained="):
+        fr.train_setting(s, volumes, folder=tmp_path / "x", budget=1.0, z_nm=20.0,
+                         crop=(4, 32, 32), **OPTIONS)
+    model, cost = fr.train_setting(s, volumes, folder=tmp_path / s.name, budget=60.0, z_nm=20.0,
+                                   crop=(4, 32, 32), tile=(4, 32, 32), pretrained=source, **OPTIONS)
+    assert cost["init"] in ("scratch", "pretrained") and np.isfinite(cost["val_loss"])
+    assert (tmp_path / s.name / "scratch").is_dir() and (tmp_path / s.name / "pretrained").is_dir()
+    s2 = fr.RouteSetting("2d", segmenter="boundaries", base_features=4, depth=2, init="pretrained")
+    model, cost = fr.train_setting(s2, volumes, folder=tmp_path / s2.name, budget=60.0,
+                                   crop=(32, 32), pretrained=source, **OPTIONS)
+    assert cost["init"] == "pretrained" and model.meta["init"] == "pretrained"

@@ -590,7 +590,8 @@ def _front_row(setting, *, z_nm, volume, gt, labels, seconds: dict, cost: dict, 
     return {**setting_record(setting), "z_nm": float(z_nm), "volume": volume,
             **segmentation_scores(gt, labels), "s_per_mvox": total / megavoxels,
             "train_seconds": cost["train_seconds"], "train_flops": cost["train_flops"],
-            "epochs": cost["epochs"], "seconds": total, "megavoxels": megavoxels,
+            "epochs": cost["epochs"], "init_kept": cost.get("init", "scratch"),
+            "seconds": total, "megavoxels": megavoxels,
             "postprocess": ", ".join(f"{k}={v}" for k, v in post.items()),
             **{f"{k}_s_per_mvox": v / megavoxels for k, v in seconds.items()}}
 
@@ -615,6 +616,7 @@ def build_front(
     speed_3d: Speed = DEFAULT_SPEED_3D,
     tolerance: float = 0.01,
     link_thresholds: Sequence[float] | None = None,
+    pretrained=None,
     device: str | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -631,7 +633,9 @@ def build_front(
     the learned ``linker`` (from ``30_slice_linking``) is recalibrated on the 2D setting's own
     segments (its threshold among ``link_thresholds``, default all of 30's), and the route is run end to end on every test volume, stage by stage with
     :func:`neuroseg.measure.timing.benchmark` (``warmup``, median of ``repeats``), the
-    networks as ``speed_2d`` / ``speed_3d`` say.
+    networks as ``speed_2d`` / ``speed_3d`` say. A setting with ``init`` ``"pretrained"`` or
+    ``"better"`` starts from ``pretrained`` (the 2D EM network; inflated to 3D kernels for the
+    3D route, see :func:`neuroseg.segment.front_routes.inflate_2d_to_3d`).
 
     Returns
     -------
@@ -656,7 +660,7 @@ def build_front(
     for spec in tqdm(settings_2d, desc="2D settings"):
         s = fr.RouteSetting.of(spec, route="2d")
         model, cost = fr.train_setting(s, volumes, folder=folder / s.name, budget=budget,
-                                       seed=seed, **train_2d)
+                                       pretrained=pretrained, seed=seed, **train_2d)
         net = accelerate(model, speed_2d, device=device)
         for z in z_nms:
             post, table = fr.choose_2d_postprocess(model, volumes["val"], z_nm=float(z),
@@ -681,7 +685,8 @@ def build_front(
         for z in z_nms:
             options = {**train_3d, "crop": _per_z(train_3d["crop"], z), "tile": _per_z(train_3d["tile"], z)}
             model, cost = fr.train_setting(s, volumes, folder=folder / f"{s.name}_{float(z):g}nm",
-                                           budget=budget, z_nm=float(z), seed=seed, **options)
+                                           budget=budget, z_nm=float(z), pretrained=pretrained,
+                                           seed=seed, **options)
             net = accelerate(model, speed_3d, device=device)
             val = volumes["val"]
             step = int(round(float(z) / val.resolution[0]))

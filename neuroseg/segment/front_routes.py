@@ -35,8 +35,10 @@ import pandas as pd
 from neuroseg.segment.affinities import affinity_target, long_range_offsets
 
 __all__ = [
+    "INITS",
     "RouteSetting",
     "calibrate_for",
+    "inflate_2d_to_3d",
     "choose_2d_postprocess",
     "run_stages",
     "segments_of",
@@ -47,6 +49,9 @@ __all__ = [
 ]
 
 SEGMENTERS = ("affinities", "boundaries")
+#: How a setting's network starts: from scratch, from the 2D EM network (copied; inflated to
+#: 3D kernels for the 3D route), or both trained and the lower validation loss kept.
+INITS = ("scratch", "pretrained", "better")
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,11 @@ class RouteSetting:
     base_features: int = 8
     depth: int = 3
     segmenter: str = "affinities"
+    init: str = "scratch"
 
     def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {self.init!r}")
         if self.route not in ("2d", "3d"):
             raise ValueError(f"route must be '2d' or '3d'; got {self.route!r}")
         if self.segmenter not in SEGMENTERS:
@@ -74,7 +82,8 @@ class RouteSetting:
             raise ValueError("base_features must be >= 1 and depth >= 2")
         if not self.name:
             kind = f"_{self.segmenter}" if self.route == "2d" else ""
-            object.__setattr__(self, "name", f"{self.route}{kind}_f{int(self.base_features)}")
+            init = "" if self.init == "scratch" else f"_{self.init}"
+            object.__setattr__(self, "name", f"{self.route}{kind}_f{int(self.base_features)}{init}")
 
     @classmethod
     def of(cls, spec: Mapping | RouteSetting, route: str | None = None) -> RouteSetting:
@@ -85,6 +94,51 @@ class RouteSetting:
         if route is not None:
             spec.setdefault("route", route)
         return cls(**spec)
+
+
+def inflate_2d_to_3d(source, target, *, head: bool = False) -> int:
+    """Start ``target`` (a 2D or 3D U-Net) from the weights of ``source`` (a 2D U-Net of the
+    same ``depth``, ``base_features``, growth and normalisation), in place.
+
+    A 2D kernel becomes a 3D one as I3D inflates it: a ``3 x 3`` convolution is repeated over
+    the 3 z taps and divided by 3, so that on a volume constant in z the 3D network computes
+    what the 2D one computes on a slice (away from the z borders); a transposed convolution's
+    ``2 x 2`` kernel is repeated over its z factor (1 or 2) undivided, as each output voxel
+    gets exactly one tap. Normalisation layers (weights and running statistics) are copied.
+    The head (``1 x 1`` output convolution) is copied only with ``head=True`` (same number of
+    outputs); otherwise it keeps its fresh initialisation. A 2D ``target`` gets a plain copy.
+
+    Returns the number of tensors copied; raises ``ValueError`` naming the first tensor whose
+    shape does not fit (e.g. other base features: start that setting from scratch).
+    """
+    import torch
+
+    src = source.state_dict()
+    dst = target.state_dict()
+    if src.keys() != dst.keys():
+        raise ValueError("the 2D network and this setting's network differ in their layers "
+                         f"(depth or normalisation): {sorted(set(src) ^ set(dst))[:4]}")
+    copied = 0
+    out = {}
+    for name, w in src.items():
+        d = dst[name]
+        if name.startswith("head.") and not head:
+            out[name] = d
+            continue
+        if w.shape == d.shape:
+            out[name] = w.clone()
+        elif w.ndim == 4 and d.ndim == 5 and tuple(w.shape) == tuple(d.shape[:2]) + tuple(d.shape[3:]):
+            taps = d.shape[2]
+            rep = w.unsqueeze(2).repeat(1, 1, taps, 1, 1)
+            # a transposed convolution (in ``.up.``) is not averaged over its z taps
+            out[name] = rep if ".up." in f".{name}" else rep / taps
+        else:
+            raise ValueError(f"cannot start from the 2D network: {name} has shape {tuple(w.shape)}, "
+                             f"this setting's has {tuple(d.shape)} (other base features?)")
+        copied += 1
+    with torch.no_grad():
+        target.load_state_dict(out)
+    return copied
 
 
 def _parts(vol, z_nm: float) -> list:
@@ -119,11 +173,18 @@ def train_setting(
     channels_last: bool = False,
     long_range_nm: float = 80.0,
     elastic: tuple[float, float, float] = (34.0, 4.0, 0.5),
+    pretrained=None,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[object, dict]:
     """Train a setting's network on ``volumes["train"]`` (validation loss on ``volumes["val"]``)
     for at most ``budget`` seconds and ``max_epochs`` epochs; write ``folder``.
+
+    ``setting.init`` says how the network starts: ``"scratch"``; ``"pretrained"``: from
+    ``pretrained`` (a 2D U-Net, e.g. ``em_boundary_unet``) by :func:`inflate_2d_to_3d`
+    (copied for a 2D network, its head kept fresh); ``"better"``: both, each for the whole
+    budget (in ``folder/scratch`` and ``folder/pretrained``), and the one with the lower
+    validation loss is kept (the cost reported is the kept one's).
 
     The 2D networks see single slices at 10 nm (``crop`` (y, x)); the 3D network is trained at
     ``z_nm`` (``crop`` (z, y, x), the parts subsampled at every z offset), with nearest and
@@ -133,14 +194,39 @@ def train_setting(
     -------
     model, and ``{"train_seconds", "train_flops", "epochs"}``.
     """
+    from pathlib import Path
+
     from neuroseg.measure.front import train_flops
     from neuroseg.nets.train import TrainConfig, fit
 
     setting = RouteSetting.of(setting)
     crop = tuple(int(c) for c in crop)
+    if setting.init != "scratch" and pretrained is None:
+        raise ValueError(f"setting {setting.name!r} starts from a pretrained 2D network: pass pretrained=")
+    if setting.init == "better":
+        options = dict(budget=budget, z_nm=z_nm, crop=crop, tile=tile, max_epochs=max_epochs,
+                       samples_per_epoch=samples_per_epoch, val_crops=val_crops,
+                       batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                       precision=precision, channels_last=channels_last,
+                       long_range_nm=long_range_nm, elastic=elastic, seed=seed, progress=progress)
+        runs = {}
+        for init in ("scratch", "pretrained"):
+            s = RouteSetting(setting.route, setting.name, setting.base_features, setting.depth,
+                             setting.segmenter, init)
+            model, cost = train_setting(s, volumes, folder=Path(folder) / init,
+                                        pretrained=pretrained, **options)
+            runs[init] = (model, cost)
+        kept = min(runs, key=lambda k: runs[k][1]["val_loss"])  # ties: scratch
+        return runs[kept][0], {**runs[kept][1], "init": kept}
+    start = None
+    if setting.init == "pretrained":
+        def start(net):
+            inflate_2d_to_3d(pretrained, net)
+            net.meta = {**(net.meta or {}), "init": "pretrained"}
     common = dict(budget=budget, max_epochs=max_epochs, samples_per_epoch=samples_per_epoch,
                   val_crops=val_crops, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                  precision=precision, channels_last=channels_last, elastic=elastic, seed=seed)
+                  precision=precision, channels_last=channels_last, elastic=elastic, seed=seed,
+                  start=start)
     if setting.route == "3d":
         if z_nm is None:
             raise ValueError("a 3D setting is trained per z spacing: give z_nm")
@@ -153,8 +239,10 @@ def train_setting(
                                    progress=progress, **common)
     seen = _seen(history, samples_per_epoch, batch_size)
     flops = train_flops(model, (1, *crop), seen)
+    val = history["val_loss"].to_numpy(float) if "val_loss" in history else np.array([np.nan])
     return model, {"train_seconds": float(history["seconds"].sum()), "train_flops": flops,
-                   "epochs": int(len(history))}
+                   "epochs": int(len(history)), "init": setting.init,
+                   "val_loss": float(np.nanmin(val)) if np.isfinite(val).any() else float("inf")}
 
 
 def _config(config_cls, *, budget, max_epochs, batch_size, lr, weight_decay, precision,
@@ -167,7 +255,7 @@ def _config(config_cls, *, budget, max_epochs, batch_size, lr, weight_decay, pre
 
 def _train_2d(setting, volumes, *, folder, crop, long_range_nm, fit, config_cls, progress,
               budget, max_epochs, samples_per_epoch, val_crops, batch_size, lr, weight_decay,
-              precision, channels_last, elastic, seed):
+              precision, channels_last, elastic, seed, start):
     from neuroseg.data.images import normalize
     from neuroseg.data.labels import connected_components_per_slice
     from neuroseg.nets.augment import Augmenter
@@ -181,6 +269,8 @@ def _train_2d(setting, volumes, *, folder, crop, long_range_nm, fit, config_cls,
         net = affinity_network_2d(offsets=offsets_2d(pixel_nm=pixel_nm, ranges_nm=(long_range_nm / 2, long_range_nm)),
                                   pixel_nm=pixel_nm, depth=setting.depth,
                                   base_features=setting.base_features, seed=seed)
+        if start is not None:
+            start(net)
         return train_affinities_2d(
             net, (train.raw, train.gt), (val.raw, val.gt), folder=folder, crop=crop,
             epochs=max_epochs, samples_per_epoch=samples_per_epoch, val_crops=val_crops,
@@ -200,6 +290,9 @@ def _train_2d(setting, volumes, *, folder, crop, long_range_nm, fit, config_cls,
                    base_features=setting.base_features)
     meta = {"target": "boundaries", **pixel_size_meta((pixel_nm, pixel_nm), "nm", ndim=2),
             "normalisation": "slice percentiles 1-99.8", "crop": list(crop)}
+    if start is not None:
+        start(net)
+        meta["init"] = net.meta["init"]
 
     def slices(vol):
         pieces = connected_components_per_slice(vol.gt)
@@ -228,7 +321,7 @@ def _train_2d(setting, volumes, *, folder, crop, long_range_nm, fit, config_cls,
 
 def _train_3d(setting, volumes, *, folder, z_nm, crop, tile, long_range_nm, fit, config_cls,
               progress, budget, max_epochs, samples_per_epoch, val_crops, batch_size, lr,
-              weight_decay, precision, channels_last, elastic, seed):
+              weight_decay, precision, channels_last, elastic, seed, start):
     from neuroseg.data.images import normalize
     from neuroseg.nets.augment import Augmenter
     from neuroseg.nets.folder import load_model
@@ -240,6 +333,8 @@ def _train_3d(setting, volumes, *, folder, z_nm, crop, tile, long_range_nm, fit,
     offsets = long_range_offsets(resolution, long_range_nm=long_range_nm)
     net = affinity_network(offsets=offsets, resolution=resolution, depth=setting.depth,
                            base_features=setting.base_features, tile=tile, seed=seed)
+    if start is not None:
+        start(net)
     target_fn = partial(affinity_target, offsets=offsets)
 
     def prepared(vol):
