@@ -107,7 +107,7 @@ def segment2d(inputs, out, model_folder, invert, device):
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--resolution", required=True, help="z,y,x voxel size in nm, e.g. 40,10,10")
 @click.option("--raw", type=click.Path(path_type=Path), help="the image (the learned linker reads it)")
-@click.option("--method", type=click.Choice(["learned", "overlap", "hungarian", "graph"]),
+@click.option("--method", type=click.Choice(["learned", "overlap", "hungarian", "graph", "multicut"]),
               default=None, help="default: learned with --linker, else overlap (Cellpose's rule)")
 @click.option("--linker", "linker_folder", help="a trained linker folder")
 @click.option("--max-gap", default=1, show_default=True, help="largest slice distance of a link")

@@ -47,7 +47,8 @@ def test_segment2d_on_a_png_and_a_folder(tmp_path, nucleus_model):
     assert labels.shape == image.shape and labels.dtype.kind == "u"
 
 
-def test_link_joins_a_folder_of_2d_masks(tmp_path):
+@pytest.mark.parametrize("method", [None, "multicut"])
+def test_link_joins_a_folder_of_2d_masks(tmp_path, method):
     masks = tmp_path / "masks"
     masks.mkdir()
     for z in range(3):
@@ -55,7 +56,8 @@ def test_link_joins_a_folder_of_2d_masks(tmp_path):
         m[1:4, 1:4] = 1 + z  # another ID in every slice, one object
         m[5:7, 5:7] = 9
         files.write(masks / f"slice{z}.png", m)
-    out = _run("link", str(masks), str(tmp_path / "linked.tif"), "--resolution", "40,10,10")
+    extra = [] if method is None else ["--method", method]
+    out = _run("link", str(masks), str(tmp_path / "linked.tif"), "--resolution", "40,10,10", *extra)
     assert out.returncode == 0, out.stderr
     back = files.read(tmp_path / "linked.tif")
     assert back.voxel_size == (40.0, 10.0, 10.0)
