@@ -405,11 +405,15 @@ def migration_summary(cells: dict[str, pd.DataFrame]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def tracks_figure(table: pd.DataFrame, *, shape: tuple[int, int], title: str = ""):
-    """Each cell's path drawn as coordinates, coloured by step speed (no image behind)."""
+def tracks_figure(table: pd.DataFrame, *, shape: tuple[int, int], cells: pd.DataFrame | None = None,
+                  title: str = ""):
+    """Each cell's path drawn as coordinates, coloured by step speed (no image behind); only
+    the cells of ``cells`` (the migration table) when given."""
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
 
+    if cells is not None:
+        table = table[table.cell.isin(cells.cell)]
     steps = mig.step_speeds(table)
     fig, ax = plt.subplots(figsize=(5.6, 5))
     segs, speeds = [], []
