@@ -452,10 +452,10 @@ def speed_figure(table: pd.DataFrame, cells: pd.DataFrame, *, n: int = 4, **thre
         s = steps[steps.cell == cell]
         ax.plot(s.time_min, s.speed_um_min, "-o", ms=2, lw=1, color="0.3")
         ev = mig.saltation_events(s.speed_um_min.to_numpy(), **thresholds)
-        ax.plot(s.time_min.to_numpy()[ev], s.speed_um_min.to_numpy()[ev], "v", color="C3",
+        ax.plot(s.time_min.to_numpy()[ev], s.speed_um_min.to_numpy()[ev], "v", color="#D55E00",
                 ms=7, label="saltation")
-        ax.axhline(pause, ls=":", color="C0", lw=1)
-        ax.axhline(move, ls="--", color="C3", lw=1)
+        ax.axhline(pause, ls=":", color="#0072B2", lw=1.2)
+        ax.axhline(move, ls="--", color="#D55E00", lw=1.2)
         ax.set_ylabel(f"cell {cell}\nµm/min", fontsize=8)
     axes[0, 0].legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("time (min)")
