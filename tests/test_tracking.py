@@ -231,3 +231,23 @@ def test_tracking_the_true_markers_of_gowt1_recovers_their_tracks(tmp_path):
     }.items():
         res = ctc.write_result(tmp_path / name, result.labels, result.lineage)
         assert tracking_scores(gt, res)["divisions_found"] == 1, name
+
+
+def test_partial_annotations_are_ignored_in_the_loss_and_segments_named_by_markers():
+    from neuroseg.experiments import soma_tracking
+
+    seg = np.zeros((1, 12), np.uint16)
+    seg[0, 1:4] = 7                      # annotated nucleus
+    markers = np.zeros((1, 12), np.uint16)
+    markers[0, 2] = 5                    # its marker
+    markers[0, 8] = 6                    # a nucleus nobody annotated
+    labels = ctc.partial_labels(seg, markers, margin=1)
+    assert labels[0, 7:10].tolist() == [ctc.IGNORE] * 3
+    targets = soma_tracking.masked_targets(labels)
+    assert targets.shape == (4, 1, 12)
+    assert targets[2:, 0, 7:10].sum() == 0 and targets[2:, 0, :7].all()
+    assert targets[0, 0, 1:4].tolist() == [1, 1, 1]
+    # predicted segments take the marker they overlap most; one on no marker gets 0
+    pred = np.array([[[1, 1, 1, 0, 0, 0, 0, 2, 2, 2, 0, 3]]], np.uint16)
+    named = soma_tracking.pseudo_truth(pred, markers[None])
+    assert named[0, 0, [0, 8, 11]].tolist() == [5, 6, 0]
