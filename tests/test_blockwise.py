@@ -296,8 +296,26 @@ def test_fib25_z_blocks_equal_the_whole_volume_and_yx_blocks_stay_close(tmp_path
                      block=(5, 250, 125))
     assert _same_partition(whole, got)
     model3 = load_model(root / "affinity_unet_40nm")
-    whole3 = segment_volume_3d(model3, raw, resolution=res)
-    got3 = _blockwise(raw, tmp_path, "f3", route="3d", model=model3, resolution=res,
-                      block=(8, 128, 64))
+    part = raw[:, :128]  # 16 x 128 x 125 keeps the 3D route's test short
+    whole3 = segment_volume_3d(model3, part, resolution=res)
+    got3 = _blockwise(part, tmp_path, "f3", route="3d", model=model3, resolution=res,
+                      block=(8, 64, 64))
     scores = segmentation_scores(whole3, got3)
     assert scores["voi_split"] + scores["voi_merge"] < 1.5 and scores["arand"] < 0.3
+
+
+def test_the_committed_consistency_table_says_z_blocks_are_exact():
+    from neuroseg import paths
+
+    table = paths.metrics_dir("full") / "blockwise_consistency.csv"
+    if not table.exists():
+        pytest.skip("no blockwise study results yet: make blockwise-study")
+    import pandas as pd
+
+    cons = pd.read_csv(table)
+    assert list(cons.columns[:6]) == ["route", "blocking", "voi_split", "voi_merge", "arand",
+                                      "equal"]
+    assert set(cons["route"]) <= {"2d", "3d"} and set(cons["blocking"]) <= {"z", "zyx"}
+    exact = cons[(cons["route"] == "2d") & (cons["blocking"] == "z")].iloc[0]
+    assert bool(exact["equal"]) and exact["voi_split"] == exact["voi_merge"] == exact["arand"] == 0
+    assert cons["arand"].between(0, 1).all() and (cons[["voi_split", "voi_merge"]] >= 0).all().all()

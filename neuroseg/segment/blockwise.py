@@ -30,6 +30,7 @@ batch it is in), and the z halo is ``max_gap`` slices deep.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -221,6 +222,8 @@ def _run_block(plan: dict, idx: tuple[int, int, int], model, linker) -> tuple[in
             score=out.get("score", np.zeros(0)), linked=out.get("linked", np.zeros(0, bool)),
             mutex=out.get("mutex", np.zeros((0, 2), np.uint64)), **strips,
         )
+    del out, raw, strips
+    gc.collect()  # give the block's arrays back before the next block comes
     return idx
 
 
@@ -364,8 +367,10 @@ def _client(scheduler: str | None, workers: int | None, threads: int, memory_lim
     if scheduler is not None:
         return Client(scheduler), None
     n = workers or max(1, (os.cpu_count() or 1) // threads)
+    # few malloc arenas: a worker's memory then stays near one block's working set
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           memory_limit=memory_limit, dashboard_address=None)
+                           memory_limit=memory_limit, dashboard_address=None,
+                           env={"MALLOC_ARENA_MAX": "2"})
     return Client(cluster), cluster
 
 
