@@ -319,3 +319,27 @@ def test_the_committed_consistency_table_says_z_blocks_are_exact():
     exact = cons[(cons["route"] == "2d") & (cons["blocking"] == "z")].iloc[0]
     assert bool(exact["equal"]) and exact["voi_split"] == exact["voi_merge"] == exact["arand"] == 0
     assert cons["arand"].between(0, 1).all() and (cons[["voi_split", "voi_merge"]] >= 0).all().all()
+
+
+def test_a_block_killed_after_writing_its_labels_is_redone_the_same(volume, tmp_path, monkeypatch):
+    """What a lost worker leaves (labels written, no record) is redone with the same result,
+    as Dask's retry of that task does."""
+    whole = _blockwise(volume, tmp_path, "once", block=(4, 40, 40))
+    real = blockwise._strips
+    calls = []
+
+    def dies_after_writing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("worker lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(blockwise, "_strips", dies_after_writing)
+    out = tmp_path / "lost.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        _blockwise(volume, tmp_path, "lost", block=(4, 40, 40))
+    monkeypatch.setattr(blockwise, "_strips", real)
+    result = segment_blockwise(volume, out, route="2d", model=_MembraneNet(), resolution=RES,
+                               block=(4, 40, 40), scheduler="inline", progress=False)
+    assert result.blocks_skipped == 1
+    np.testing.assert_array_equal(files.read(out).array, whole)
