@@ -182,8 +182,8 @@ def test_hdf5_cremi_input_and_tif_output(volume, tmp_path):
         f.create_dataset("volumes/raw", data=volume).attrs["resolution"] = RES
         f.create_dataset("volumes/labels/neuron_ids", data=np.zeros(volume.shape, np.uint64))
     segment_blockwise(tmp_path / "cremi.h5", tmp_path / "out.tif", route="2d",
-                      model=_MembraneNet(), key="volumes/raw", block=(8, 40, 40),
-                      scheduler="inline", progress=False)
+                      model=_MembraneNet(), block=(8, 40, 40), scheduler="inline",
+                      progress=False)  # volumes/raw found without key=
     image = files.read(tmp_path / "out.tif")
     assert image.voxel_size == RES
     assert _same_partition(image.array, segment_volume_2d(_MembraneNet(), volume, resolution=RES))

@@ -131,12 +131,13 @@ def _open_source(raw, key: str | None, work: Path):
         if suffix in (".h5", ".hdf5"):
             import h5py
 
-            image = None
             with h5py.File(path, "r") as f:
                 names: list[str] = []
                 f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
                 if key is None and len(names) == 1:
                     key = names[0]
+                elif key is None and "volumes/raw" in names:  # the CREMI layout
+                    key = "volumes/raw"
                 if key is None or key not in f:
                     raise files.DataError(f"{path}: holds datasets {names}; say which with key= "
                                           "(CREMI files: volumes/raw)")
@@ -427,8 +428,8 @@ def segment_blockwise(
     Parameters
     ----------
     raw : path or array_like, shape (z, y, x)
-        A zarr / OME-Zarr store or an HDF5 file (``key``, e.g. ``volumes/raw`` of a CREMI
-        file), read block by block by the workers; any other file of
+        A zarr / OME-Zarr store or an HDF5 file (``key``; a CREMI file's ``volumes/raw`` by
+        default), read block by block by the workers; any other file of
         :func:`neuroseg.data.files.read`, or an array, is first copied into the run's folder
         as zarr.
     out : path
