@@ -108,6 +108,13 @@ def test_tracking_verdict_names_the_missed_peer_comparison():
     assert "peer comparison is missed" in c.evidence and "TRA 0.950" in c.measured
     (c,) = results.claims({"60_soma_tracking_headline": {**head, "overlap_later_TRA": 0.98}})[-1:]
     assert c.verdict == "reproduced" and "matches or beats laptrack" in c.evidence
+    # laptrack best on the training frames: ours is still the better own linker there
+    choice = pd.DataFrame({"linker": ["overlap", "learned", "laptrack"], "TRA": [0.95, 0.96, 0.97]})
+    head = {**head, "best_linker_on_training": "laptrack", "learned_later_TRA": 0.99,
+            "learned_later_LNK": 0.95}
+    (c,) = results.claims({"60_soma_tracking_headline": head,
+                           "60_soma_tracking_choice": choice})[-1:]
+    assert "learned linker: TRA 0.990" in c.measured and c.verdict == "reproduced"
 
 
 def test_webknossos_verdict_compares_3d_with_2d_on_each_volume():
