@@ -126,7 +126,7 @@ def consistency(raw, gt, res, models, work: Path, *, blocks: dict, log: list) ->
             tw, tb = segmentation_scores(gt, whole), segmentation_scores(gt, got)
             rows.append({"route": route, "blocking": blocking, "voi_split": s["voi_split"],
                          "voi_merge": s["voi_merge"], "arand": s["arand"],
-                         "equal": bool(_same_partition(whole, got)),
+                         "equal": "true" if _same_partition(whole, got) else "false",
                          "block": "x".join(map(str, block)), "objects_whole": int(whole.max()),
                          "objects_blockwise": int(got.max()),
                          # each against the ground truth: how good the (quick) models are
