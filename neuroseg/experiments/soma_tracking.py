@@ -12,8 +12,8 @@ of mouse stem cells, 0.24 µm pixels, a frame every 5 minutes; nuclei stand in f
 2. **Tracking** with the slice-linking code, time read as z (:func:`neuroseg.linking.tracks.track`):
    the overlap linker, the learned linker (its z-affinity network retrained on frame pairs of the
    training part, with track identities from the tracking markers), and the peer tracker
-   ``laptrack``. Each linker's one parameter is chosen on the training part (frames up to 31)
-   by TRA. All are scored with ``py-ctcmetrics`` on the whole sequence and on the later part
+   ``laptrack``. Each linker's parameter, then its division setting, is chosen on the training
+   part (frames up to 31) by TRA. All are scored with ``py-ctcmetrics`` on the whole sequence and on the later part
    (frames 32 on) that no training saw.
 3. **Migration** of each cell (:mod:`neuroseg.measure.migration`), from the tracks of the
    linker that scored best on the training part, beside the same measures from the ground-truth
@@ -325,15 +325,29 @@ def train_time_linker(
 
 
 def run_tracker(labels: np.ndarray, raw: np.ndarray, method: str, value: float, *, linker=None,
-                max_gap: int = 2, division_distance: float | None = None) -> Tracks:
+                max_gap: int = 2, **division) -> Tracks:
     """One linker with its parameter: a threshold (overlap, learned) or a distance in pixels
-    (laptrack, whose splitting uses the same distance)."""
+    (laptrack, whose splitting uses the same distance). ``division`` holds the division
+    options of :func:`neuroseg.linking.tracks.track` (laptrack: ``divisions`` only)."""
     res = (1.0, PIXEL_NM, PIXEL_NM)
     if method == "laptrack":
-        return track(labels, method="laptrack", max_distance=value, max_gap=max_gap)
+        return track(labels, method="laptrack", max_distance=value, max_gap=max_gap,
+                     divisions=division.get("divisions", True))
     return track(labels, raw=raw if method == "learned" else None, method=method, linker=linker,
-                 resolution=res, threshold=value, max_gap=max_gap,
-                 division_distance=division_distance)
+                 resolution=res, threshold=value, max_gap=max_gap, **division)
+
+
+def division_options(method: str, *, distances: Sequence[float], min_frames: Sequence[int]) -> list[dict]:
+    """The division settings a linker chooses from: none, or divisions found by overlap (a
+    distance of 0) or within each distance, kept when both daughters last each of
+    ``min_frames`` frames; laptrack: its splitting on or off."""
+    if method == "laptrack":
+        return [{"divisions": True}, {"divisions": False}]
+    return [{"divisions": False}] + [
+        {"divisions": True, "division_distance": float(d) if d else None,
+         "min_daughter_frames": int(m)}
+        for d in distances for m in min_frames
+    ]
 
 
 def score(seq: TimeLapse, result: Tracks, folder: Path) -> dict:
@@ -344,28 +358,41 @@ def score(seq: TimeLapse, result: Tracks, folder: Path) -> dict:
 
 
 def choose_parameter(seq: TimeLapse, labels: np.ndarray, method: str, values: Sequence[float],
-                     folder: Path, *, linker=None, max_gap: int = 2,
-                     division_distance: float | None = None) -> tuple[float, pd.DataFrame]:
+                     folder: Path, *, linker=None, max_gap: int = 2) -> tuple[float, pd.DataFrame]:
     """The value of ``values`` with the highest TRA on ``seq`` (the training part)."""
     rows = []
     for v in tqdm(values, desc=f"choosing {method}", leave=False):
-        result = run_tracker(labels, seq.raw, method, v, linker=linker, max_gap=max_gap,
-                             division_distance=division_distance)
+        result = run_tracker(labels, seq.raw, method, v, linker=linker, max_gap=max_gap)
         rows.append({"linker": method, "value": float(v),
                      **score(seq, result, folder / f"{method}_{v:g}")})
     table = pd.DataFrame(rows)
     return float(table.loc[table.TRA.idxmax(), "value"]), table
 
 
+def choose_divisions(seq: TimeLapse, labels: np.ndarray, method: str, value: float,
+                     options: Sequence[dict], folder: Path, *, linker=None,
+                     max_gap: int = 2) -> tuple[dict, pd.DataFrame]:
+    """The division setting of ``options`` with the highest TRA on ``seq`` (the training
+    part), the linker's parameter fixed at ``value``; ties go to the first."""
+    rows = []
+    for k, option in enumerate(tqdm(options, desc=f"divisions {method}", leave=False)):
+        result = run_tracker(labels, seq.raw, method, value, linker=linker, max_gap=max_gap,
+                             **option)
+        rows.append({"linker": method, "option": k, **{f"division_{n}": v for n, v in option.items()},
+                     **score(seq, result, folder / f"{method}_div{k}")})
+    table = pd.DataFrame(rows)
+    return dict(options[int(table.TRA.idxmax())]), table
+
+
 def evaluate_linkers(parts: dict[str, TimeLapse], labels: dict[str, np.ndarray], chosen: dict,
-                     folder: Path, *, linker=None, max_gap: int = 2,
-                     division_distance: float | None = None) -> tuple[pd.DataFrame, dict]:
+                     folder: Path, *, divisions: dict | None = None, linker=None,
+                     max_gap: int = 2) -> tuple[pd.DataFrame, dict]:
     """Every linker on every part: the results table and the results themselves."""
     rows, results = [], {}
     for name, value in chosen.items():
         for pname, seq in parts.items():
             result = run_tracker(labels[pname], seq.raw, name, value, linker=linker,
-                                 max_gap=max_gap, division_distance=division_distance)
+                                 max_gap=max_gap, **(divisions or {}).get(name, {}))
             s = score(seq, result, folder / name / pname)
             rows.append({"linker": name, "part": pname, **s})
             results[name, pname] = result
