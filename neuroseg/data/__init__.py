@@ -13,5 +13,7 @@
   :mod:`~neuroseg.data.soma_tiles` — the study's samples built from those;
 - :mod:`~neuroseg.data.images`, :mod:`~neuroseg.data.labels`,
   :mod:`~neuroseg.data.resample` — intensity normalisation, label arrays, pixel sizes;
+- :mod:`~neuroseg.data.ctc` — the Cell Tracking Challenge format (lineages, parts of a
+  sequence, result and ground-truth folders);
 - :mod:`~neuroseg.data.synthetic` — small generated data with known answers, for tests.
 """

@@ -8,5 +8,7 @@
 - :mod:`~neuroseg.linking.learned` — the learned linker: z-affinities from two slices, its
   training and its folder (:func:`~neuroseg.linking.learned.load_linker`);
 - :mod:`~neuroseg.linking.dropin` — :func:`neuroseg.link`: another tool's 2D masks joined into
-  3D objects.
+  3D objects; :mod:`~neuroseg.linking.multicut` — micro-SAM's multicut rule;
+- :mod:`~neuroseg.linking.tracks` — tracking over time with the same candidates (time read
+  as z): gaps, divisions, and the peer tracker laptrack.
 """

@@ -7,5 +7,9 @@
   segmentations; :mod:`~neuroseg.measure.error_map` — where they err;
 - :mod:`~neuroseg.measure.morphometrics` — per-axon morphometrics (g-ratio and more);
 - :mod:`~neuroseg.measure.contrast` — object contrast and error tables of instances;
-- :mod:`~neuroseg.measure.timing` — honest wall-clock and memory measurements.
+- :mod:`~neuroseg.measure.timing` — honest wall-clock and memory measurements;
+  :mod:`~neuroseg.measure.front` — the accuracy–speed front and its verdict;
+- :mod:`~neuroseg.measure.ctc_scores` — the Cell Tracking Challenge's measures of a tracking
+  result; :mod:`~neuroseg.measure.migration` — speed, direction, persistence and saltations
+  of tracked cells.
 """
