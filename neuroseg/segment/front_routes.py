@@ -259,8 +259,6 @@ def _train_2d(setting, volumes, *, folder, crop, long_range_nm, fit, config_cls,
     from neuroseg.data.images import normalize
     from neuroseg.data.labels import connected_components_per_slice
     from neuroseg.nets.augment import Augmenter
-    from neuroseg.nets.folder import load_model
-    from neuroseg.nets.loaders import CropDataset
     from neuroseg.segment.affinities_2d import affinity_network_2d, offsets_2d, train_affinities_2d
 
     train, val = volumes["train"], volumes["val"]
@@ -303,17 +301,32 @@ def _train_2d(setting, volumes, *, folder, crop, long_range_nm, fit, config_cls,
     def target(labels):
         return boundary_targets(labels)[None]
 
-    ti, tl = slices(train)
-    vi, vl = slices(val)
     alpha, sigma, p = elastic
-    data = CropDataset(ti, tl, crop=crop, target_fn=target,
-                       augmenter=Augmenter(alpha=alpha, sigma=sigma, elastic_p=p),
+    return _fit_crops(net, slices(train), slices(val), target_fn=target,
+                      augmenter=Augmenter(alpha=alpha, sigma=sigma, elastic_p=p), loss="bce+dice",
+                      meta=meta, folder=folder, crop=crop, fit=fit, config_cls=config_cls,
+                      progress=progress, budget=budget, max_epochs=max_epochs,
+                      samples_per_epoch=samples_per_epoch, val_crops=val_crops,
+                      batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      precision=precision, channels_last=channels_last, seed=seed)
+
+
+def _fit_crops(net, train, val, *, target_fn, augmenter, loss, meta, folder, crop, fit, config_cls,
+               progress, budget, max_epochs, samples_per_epoch, val_crops, batch_size, lr,
+               weight_decay, precision, channels_last, seed):
+    """Train ``net`` on random crops of the (images, labels) of ``train``, validated on
+    fixed crops of ``val``, at the budget; the trained model and its history."""
+    from neuroseg.nets.augment import Augmenter
+    from neuroseg.nets.folder import load_model
+    from neuroseg.nets.loaders import CropDataset
+
+    data = CropDataset(*train, crop=crop, target_fn=target_fn, augmenter=augmenter,
                        samples_per_epoch=samples_per_epoch, seed=seed)
-    val_data = CropDataset(vi, vl, crop=crop, target_fn=target, augmenter=Augmenter.none(),
+    val_data = CropDataset(*val, crop=crop, target_fn=target_fn, augmenter=Augmenter.none(),
                            samples_per_epoch=val_crops, seed=seed + 1, fixed=True)
     config = _config(config_cls, budget=budget, max_epochs=max_epochs, batch_size=batch_size,
                      lr=lr, weight_decay=weight_decay, precision=precision,
-                     channels_last=channels_last, seed=seed, loss="bce+dice")
+                     channels_last=channels_last, seed=seed, loss=loss)
     history = fit(net, data, val_data, config=config, folder=folder, resume="if_compatible",
                   meta=meta, progress=progress)
     return load_model(folder), pd.DataFrame(history)
@@ -324,8 +337,6 @@ def _train_3d(setting, volumes, *, folder, z_nm, crop, tile, long_range_nm, fit,
               weight_decay, precision, channels_last, elastic, seed, start):
     from neuroseg.data.images import normalize
     from neuroseg.nets.augment import Augmenter
-    from neuroseg.nets.folder import load_model
-    from neuroseg.nets.loaders import CropDataset
     from neuroseg.segment.volume_3d import affinity_network
 
     train, val = volumes["train"], volumes["val"]
@@ -341,22 +352,17 @@ def _train_3d(setting, volumes, *, folder, z_nm, crop, tile, long_range_nm, fit,
         parts = _parts(vol, z_nm)
         return ([normalize(p.raw)[None].astype(np.float32) for p in parts], [p.gt for p in parts])
 
-    ti, tl = prepared(train)
-    vi, vl = prepared(val)
     alpha, sigma, p = elastic
-    data = CropDataset(ti, tl, crop=crop, target_fn=target_fn,
-                       augmenter=Augmenter(alpha=alpha, sigma=sigma, elastic_p=p, elastic_axes=(1, 2),
-                                           flip_axes=(-3, -2, -1)),
-                       samples_per_epoch=samples_per_epoch, seed=seed)
-    val_data = CropDataset(vi, vl, crop=crop, target_fn=target_fn, augmenter=Augmenter.none(),
-                           samples_per_epoch=val_crops, seed=seed + 1, fixed=True)
-    config = _config(config_cls, budget=budget, max_epochs=max_epochs, batch_size=batch_size,
-                     lr=lr, weight_decay=weight_decay, precision=precision,
-                     channels_last=channels_last, seed=seed, loss="balanced_bce")
-    meta = {**net.meta, "crop": list(crop)}
-    history = fit(net, data, val_data, config=config, folder=folder, resume="if_compatible",
-                  meta=meta, progress=progress)
-    return load_model(folder), pd.DataFrame(history)
+    augmenter = Augmenter(alpha=alpha, sigma=sigma, elastic_p=p, elastic_axes=(1, 2),
+                          flip_axes=(-3, -2, -1))
+    return _fit_crops(net, prepared(train), prepared(val), target_fn=target_fn,
+                      augmenter=augmenter, loss="balanced_bce",
+                      meta={**net.meta, "crop": list(crop)}, folder=folder, crop=crop, fit=fit,
+                      config_cls=config_cls, progress=progress, budget=budget,
+                      max_epochs=max_epochs, samples_per_epoch=samples_per_epoch,
+                      val_crops=val_crops, batch_size=batch_size, lr=lr,
+                      weight_decay=weight_decay, precision=precision,
+                      channels_last=channels_last, seed=seed)
 
 
 def segments_of(model, raw: np.ndarray, *, resolution: Sequence[float], postprocess: Mapping | None = None,
