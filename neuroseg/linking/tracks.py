@@ -197,14 +197,15 @@ def _build(labels: np.ndarray, segs: Segments, kind, na, nb, frame_of) -> tuple[
     return out, check_lineage(lineage, n_frames=labels.shape[0])
 
 
-def _centroids(labels: np.ndarray, segs: Segments, resolution: Sequence[float]) -> np.ndarray:
+def _centroids(labels: np.ndarray, segs: Segments) -> np.ndarray:
+    """(y, x) centroid of every node, in pixels."""
     from scipy import ndimage as ndi
 
     out = np.zeros((segs.n, 2))
     for t, ids in enumerate(segs.ids):
         if ids.size:
             c = ndi.center_of_mass(np.ones(labels[t].shape), labels[t], ids)
-            out[segs.offsets[t] : segs.offsets[t + 1]] = np.asarray(c) * np.asarray(resolution[-2:])
+            out[segs.offsets[t] : segs.offsets[t + 1]] = np.asarray(c)
     return out
 
 
@@ -308,7 +309,7 @@ def track(
     segs = Segments.of(arr)
     pairs, na, nb = pair_table(arr, segs, max_gap)
     frame_of = np.repeat(np.arange(arr.shape[0]), np.diff(segs.offsets))
-    centres = _centroids(arr, segs, (1.0, 1.0, 1.0))
+    centres = _centroids(arr, segs)
     near = np.zeros(len(pairs), bool)
     if division_distance is not None and divisions and method != "laptrack":
         if not (np.isfinite(division_distance) and division_distance > 0):
@@ -370,9 +371,16 @@ def _with_near_pairs(pairs, na, nb, segs, frame_of, centres, distance: float):
         i, j = np.nonzero(cdist(centres[a], centres[b]) <= distance)
         add += [(int(a[x]), int(b[y])) for x, y in zip(i, j) if (a[x], b[y]) not in have]
     near = np.zeros(len(pairs) + len(add), bool)
-    if not add:
-        return pairs, na, nb, near
     near[len(pairs):] = True
+    pairs, na, nb = _append_pairs(pairs, na, nb, add, segs, frame_of)
+    return pairs, na, nb, near
+
+
+def _append_pairs(pairs, na, nb, add, segs, frame_of):
+    """The candidate table and node indices with the node pairs ``add`` appended as pairs
+    that do not overlap (IoU, overlap and sizes 0)."""
+    if not add:
+        return pairs, na, nb
     ids = np.concatenate(segs.ids)
     extra = pd.DataFrame({
         "z_a": [int(frame_of[a]) for a, _ in add], "z_b": [int(frame_of[b]) for _, b in add],
@@ -382,7 +390,7 @@ def _with_near_pairs(pairs, na, nb, segs, frame_of, centres, distance: float):
     pairs = pd.concat([pairs, extra[pairs.columns]], ignore_index=True)
     na = np.concatenate([na, [a for a, _ in add]]).astype(np.int64)
     nb = np.concatenate([nb, [b for _, b in add]]).astype(np.int64)
-    return pairs, na, nb, near
+    return pairs, na, nb
 
 
 def _with_edges(pairs, na, nb, edges, segs, frame_of):
@@ -399,18 +407,6 @@ def _with_edges(pairs, na, nb, edges, segs, frame_of):
             extra.append((a, b, label))
         else:
             kind[k] = label
-    if extra:
-        ids = np.concatenate(segs.ids)
-        add = pd.DataFrame({
-            "z_a": [int(frame_of[a]) for a, _, _ in extra],
-            "z_b": [int(frame_of[b]) for _, b, _ in extra],
-            "id_a": [ids[a] for a, _, _ in extra],
-            "id_b": [ids[b] for _, b, _ in extra],
-            "iou": 0.0, "overlap": 0,
-            "size_a": 0, "size_b": 0,
-        })
-        pairs = pd.concat([pairs, add[pairs.columns]], ignore_index=True)
-        na = np.concatenate([na, [a for a, _, _ in extra]]).astype(np.int64)
-        nb = np.concatenate([nb, [b for _, b, _ in extra]]).astype(np.int64)
-        kind = np.concatenate([kind, np.array([lab for _, _, lab in extra], dtype=object)])
+    pairs, na, nb = _append_pairs(pairs, na, nb, [(a, b) for a, b, _ in extra], segs, frame_of)
+    kind = np.concatenate([kind, np.array([lab for _, _, lab in extra], dtype=object)])
     return pairs, na, nb, kind

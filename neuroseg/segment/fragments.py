@@ -21,7 +21,7 @@ in that order, as float32 in [0, 1], and prints its progress from C++ to the pro
 standard output; :func:`waterz_agglomerate` checks everything first (so that no native
 error reaches the caller) and silences that output at the file-descriptor level.
 
-Measured on the 3D route's affinities (``/work/shared/notes/agglomeration.md``): 5-15x
+Measured on the 3D route's affinities (the project notes, ``shared/notes/agglomeration.md``): 5-15x
 faster than the voxel-level mutex watershed, as accurate or better on three of four test
 cases; which to use is chosen on validation data (:mod:`neuroseg.segment.choose`).
 
