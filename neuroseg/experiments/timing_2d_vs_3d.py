@@ -19,11 +19,8 @@ How the networks run (precision, channels-last, ``torch.compile``, batch size) i
 the same volume, keeps a change for a route only when it makes that route's network stages
 faster without changing their outputs beyond a tolerance, and returns the before and after.
 
-The accuracy-speed front (:func:`build_front`, issue #24): several settings (capacities,
-2D segmenters) of each route, each trained from scratch at one wall-time budget, the
-post-processing chosen on validation by CREMI and time, timed end to end stage by stage on
-both test volumes at each z spacing; :func:`front_verdict_record` is the verdict computed from
-that table (:func:`neuroseg.measure.front.verdict`).
+The accuracy-speed front of both routes, every network trained at one budget, is
+``45_front_2d_vs_3d`` (:mod:`neuroseg.experiments.front_2d_vs_3d`).
 """
 
 from __future__ import annotations
@@ -33,11 +30,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from neuroseg.linking.learned import accelerated
 from neuroseg.linking.rules import link_slices
 from neuroseg.measure.timing import (
     benchmark,
     count_flops,
-    device_name,
+    device_label,
     model_flop_utilisation,
     peak_flops,
 )
@@ -50,10 +48,8 @@ from neuroseg.segment.volume_3d import model_resolution, predict_affinities
 __all__ = [
     "ROUTES",
     "accuracy_table",
-    "build_front",
     "device_label",
     "flops_table",
-    "front_verdict_record",
     "scaled_volume",
     "scaling",
     "scaling_figure",
@@ -77,12 +73,6 @@ DEFAULT_SPEED_2D = Speed(batch_size=8)
 DEFAULT_SPEED_3D = Speed(batch_size=1)
 
 
-def _fast_linker(linker, speed: Speed, device):
-    """``linker`` with its network run as ``speed`` says on ``device`` (same calibrations)."""
-    return type(linker)(accelerate(linker.network, speed, device=device), linker.calibrations,
-                        active=linker.active, batch_size=speed.batch_size)
-
-
 def _device(device: str | None) -> str:
     from neuroseg.nets.train import default_device
 
@@ -90,7 +80,7 @@ def _device(device: str | None) -> str:
 
 
 def _route_2d(em_model, linker, raw, resolution, *, time_stage, speed: Speed, device: str):
-    lk = _fast_linker(linker.calibrated_for(resolution, segments="predicted"), speed, device)
+    lk = accelerated(linker.calibrated_for(resolution, segments="predicted"), speed, device=device)
     net = accelerate(em_model, speed, device=device)
     prob = time_stage("2d_inference", boundaries_2d, net, raw, resolution=resolution,
                       batch_size=speed.batch_size)
@@ -233,7 +223,7 @@ def speed_work(
         return t.median, out
 
     def run_2d(speed: Speed):
-        net, lk = accelerate(em_model, speed, device=device), _fast_linker(lk0, speed, device)
+        net, lk = accelerate(em_model, speed, device=device), accelerated(lk0, speed, device=device)
         t_inf, prob = timed(boundaries_2d, net, raw, resolution=resolution,
                             batch_size=speed.batch_size)
         t_link, linked = timed(link_slices, labels2d, raw=raw, method="learned",
@@ -500,19 +490,6 @@ def scaling_figure(table: pd.DataFrame, *, title: str):
     return fig
 
 
-def device_label(device: str | None = None) -> str:
-    """A file-name-safe device tag for ``40_timing_<device>.json``: ``cpu`` or the GPU's name
-    (e.g. ``nvidia_h100_80gb_hbm3``)."""
-    import re
-
-    import torch
-
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type == "cpu":
-        return "cpu"
-    return re.sub(r"[^a-z0-9]+", "_", device_name(str(dev)).lower()).strip("_")
-
-
 def targets(summaries: dict[str, dict], flops: dict[str, pd.DataFrame], accuracy: dict[str, dict]) -> pd.DataFrame:
     """The issue's targets against what was measured, per z spacing: 2D route at least 3x
     faster than 3D at equal or better CREMI, 2D inference at 40 % or more of the device's
@@ -564,163 +541,4 @@ def result_record(*, device: str, volume: str, warmup: int, repeats: int, summar
         for r in flops[key].itertuples():
             out[f"{key}_{r.stage}_flops_per_voxel"] = float(r.flops_per_voxel)
             out[f"{key}_{r.stage}_mfu"] = None if r.mfu is None or pd.isna(r.mfu) else float(r.mfu)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# the accuracy-speed front (#24): several settings per route, each trained at one budget
-# --------------------------------------------------------------------------------------------
-
-
-def _per_z(mapping: dict, z: float):
-    """``mapping``'s value for the z spacing ``z``, its keys numbers or their text (as
-    parameters injected by papermill have them)."""
-    for key, value in mapping.items():
-        if float(key) == float(z):
-            return value
-    raise KeyError(f"no value for {z:g} nm among {list(mapping)}")
-
-
-def _front_row(setting, *, z_nm, volume, gt, labels, seconds: dict, cost: dict, post: dict,
-               megavoxels: float) -> dict:
-    from neuroseg.measure.voi_rand import segmentation_scores
-    from neuroseg.segment.front_routes import setting_record
-
-    total = float(sum(seconds.values()))
-    return {**setting_record(setting), "z_nm": float(z_nm), "volume": volume,
-            **segmentation_scores(gt, labels), "s_per_mvox": total / megavoxels,
-            "train_seconds": cost["train_seconds"], "train_flops": cost["train_flops"],
-            "epochs": cost["epochs"], "init_kept": cost.get("init", "scratch"),
-            "seconds": total, "megavoxels": megavoxels,
-            "postprocess": ", ".join(f"{k}={v}" for k, v in post.items()),
-            **{f"{k}_s_per_mvox": v / megavoxels for k, v in seconds.items()}}
-
-
-def build_front(
-    volumes: dict,
-    *,
-    settings_2d: Sequence[dict],
-    settings_3d: Sequence[dict],
-    linker,
-    z_nms: Sequence[float],
-    folder,
-    budget: float | None,
-    train_2d: dict,
-    train_3d: dict,
-    candidates_2d: dict,
-    candidates_3d: Sequence[dict],
-    test_volumes: Sequence[str] = ("fib25_test", "gala"),
-    warmup: int = 1,
-    repeats: int = 3,
-    speed_2d: Speed = DEFAULT_SPEED_2D,
-    speed_3d: Speed = DEFAULT_SPEED_3D,
-    tolerance: float = 0.01,
-    link_thresholds: Sequence[float] | None = None,
-    pretrained=None,
-    device: str | None = None,
-    seed: int = 0,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The accuracy-speed front of both routes (issue #24).
-
-    Every setting (:class:`neuroseg.segment.front_routes.RouteSetting` fields; the 2D ones name
-    a ``segmenter``, ``"affinities"`` or ``"boundaries"``) is trained from scratch on the
-    training part for ``budget`` seconds of wall time (``train_2d`` / ``train_3d``: the
-    options of :func:`neuroseg.segment.front_routes.train_setting`; ``train_3d["crop"]`` and
-    ``["tile"]`` are mappings from z spacing to shape), into ``folder/<setting>`` (3D:
-    ``folder/<setting>_<z>nm``, one network per z spacing). At each z spacing its
-    post-processing is chosen on the validation part by CREMI and time (``candidates_2d``
-    per segmenter, ``candidates_3d``; ``tolerance`` of :func:`neuroseg.segment.choose.pick`),
-    the learned ``linker`` (from ``30_slice_linking``) is recalibrated on the 2D setting's own
-    segments (its threshold among ``link_thresholds``, default all of 30's), and the route is run end to end on every test volume, stage by stage with
-    :func:`neuroseg.measure.timing.benchmark` (``warmup``, median of ``repeats``), the
-    networks as ``speed_2d`` / ``speed_3d`` say. A setting with ``init`` ``"pretrained"`` or
-    ``"better"`` starts from ``pretrained`` (the 2D EM network; inflated to 3D kernels for the
-    3D route, see :func:`neuroseg.segment.front_routes.inflate_2d_to_3d`).
-
-    Returns
-    -------
-    table : DataFrame
-        :data:`neuroseg.measure.front.COLUMNS`, then the setting's fields, ``epochs``,
-        ``postprocess``, ``seconds``, ``megavoxels`` and each stage's seconds per megavoxel.
-    choices : DataFrame
-        Every candidate post-processing tried on validation, per setting and z spacing.
-    """
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-
-    from neuroseg.measure.front import COLUMNS, check_front_table
-    from neuroseg.segment import front_routes as fr
-    from neuroseg.segment.choose import choose_agglomeration
-
-    folder = Path(folder)
-    device = _device(device)
-    rows, choices = [], []
-    tests = [volumes[v] for v in test_volumes]
-    for spec in tqdm(settings_2d, desc="2D settings"):
-        s = fr.RouteSetting.of(spec, route="2d")
-        model, cost = fr.train_setting(s, volumes, folder=folder / s.name, budget=budget,
-                                       pretrained=pretrained, seed=seed, **train_2d)
-        net = accelerate(model, speed_2d, device=device)
-        for z in z_nms:
-            post, table = fr.choose_2d_postprocess(model, volumes["val"], z_nm=float(z),
-                                                   candidates=candidates_2d[s.segmenter],
-                                                   tolerance=tolerance, device=device)
-            choices.append(table.assign(route="2d", setting=s.name))
-            lk, _ = fr.calibrate_for(linker, model, volumes, z_nm=float(z), postprocess=post,
-                                     thresholds=link_thresholds, seed=seed, device=device)
-            for vol in tests:
-                sub = vol.subsampled(float(z))
-                lk_fast = _fast_linker(lk.calibrated_for(sub.resolution, segments="predicted"),
-                                       speed_2d, device)
-                stages = fr.stages_2d(net, lk_fast, resolution=sub.resolution, postprocess=post,
-                                      batch_size=speed_2d.batch_size, device=device)
-                labels, seconds = fr.run_stages(stages, sub.raw, warmup=warmup, repeats=repeats,
-                                                device=device, precision=speed_2d.precision)
-                rows.append(_front_row(s, z_nm=z, volume=vol.name, gt=sub.gt, labels=labels,
-                                       seconds=seconds, cost=cost, post=post,
-                                       megavoxels=sub.raw.size / 1e6))
-    for spec in tqdm(settings_3d, desc="3D settings"):
-        s = fr.RouteSetting.of(spec, route="3d")
-        for z in z_nms:
-            options = {**train_3d, "crop": _per_z(train_3d["crop"], z), "tile": _per_z(train_3d["tile"], z)}
-            model, cost = fr.train_setting(s, volumes, folder=folder / f"{s.name}_{float(z):g}nm",
-                                           budget=budget, z_nm=float(z), pretrained=pretrained,
-                                           seed=seed, **options)
-            net = accelerate(model, speed_3d, device=device)
-            val = volumes["val"]
-            step = int(round(float(z) / val.resolution[0]))
-            prepared = [(predict_affinities(net, p.raw, batch_size=speed_3d.batch_size), p.gt, p.resolution)
-                        for p in (val.subsampled(float(z), offset=o) for o in range(step))]
-            post, table = choose_agglomeration(prepared, candidates_3d, offsets=model.meta["offsets"],
-                                               tolerance=tolerance)
-            choices.append(table.assign(route="3d", setting=s.name, z_nm=float(z)))
-            for vol in tests:
-                sub = vol.subsampled(float(z))
-                stages = fr.stages_3d(net, postprocess=post, batch_size=speed_3d.batch_size)
-                labels, seconds = fr.run_stages(stages, sub.raw, warmup=warmup, repeats=repeats,
-                                                device=device, precision=speed_3d.precision)
-                rows.append(_front_row(s, z_nm=z, volume=vol.name, gt=sub.gt, labels=labels,
-                                       seconds=seconds, cost=cost, post=post,
-                                       megavoxels=sub.raw.size / 1e6))
-    table = pd.DataFrame(rows)
-    check_front_table(table)
-    rest = [c for c in table.columns if c not in COLUMNS]
-    return table[[*COLUMNS, *rest]], pd.concat(choices, ignore_index=True)
-
-
-def front_verdict_record(table: pd.DataFrame, *, budget: float | None, device: str) -> dict:
-    """The flat record of ``40_timing_<device>_front_verdict.json``: the budget, how "at
-    equal time" is defined, then per test volume and z spacing every field of
-    :func:`neuroseg.measure.front.verdict` (``<volume>_<z>nm_<field>``)."""
-    from neuroseg.measure.front import verdict
-
-    out = {"device": device, "train_budget_s": budget, "within": 0.05, "speedup_target": 3.0,
-           "equal_time": "the best 2D CREMI among the 2D settings whose end-to-end s/Mvox is at "
-                         "most the best 3D setting's",
-           "settings_2d": int(table.loc[table["route"] == "2d", "setting"].nunique()),
-           "settings_3d": int(table.loc[table["route"] == "3d", "setting"].nunique())}
-    for rec in verdict(table):
-        key = f"{rec['volume']}_{rec['z_nm']:g}nm"
-        out.update({f"{key}_{k}": v for k, v in rec.items() if k not in ("volume", "z_nm")})
     return out

@@ -66,9 +66,11 @@ from neuroseg.nets.unet import ModelError, UNet
 
 __all__ = [
     "AffinityLinker",
+    "accelerated",
     "affinity_targets",
     "calibrate",
     "linker_from_model",
+    "linker_network",
     "read_linker",
     "save_linker",
     "train_linker",
@@ -399,6 +401,38 @@ def linker_from_model(folder: str | os.PathLike, *, seed: int = 0) -> UNet:
     return net
 
 
+def linker_network(*, pixel_nm: float, depth: int = 4, base_features: int = 16, seed: int = 0) -> UNet:
+    """A z-affinity network from scratch: two slices at ``pixel_nm`` in, one logit out.
+
+    The other start is :func:`linker_from_model` (the 2D EM boundary model's weights).
+
+    Examples
+    --------
+    >>> net = linker_network(pixel_nm=10.0, depth=2, base_features=4)
+    >>> net.config["in_channels"], net.config["out_channels"], net.meta["target"]
+    (2, 1, 'z_affinity')
+    """
+    if not (isinstance(pixel_nm, int | float) and math.isfinite(pixel_nm) and pixel_nm > 0):
+        raise ValueError(f"pixel_nm must be a positive number of nanometres; got {pixel_nm!r}")
+    from neuroseg.nets.scale import pixel_size_meta
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        net = UNet(ndim=2, in_channels=2, out_channels=1, depth=int(depth), base_features=int(base_features))
+    net.meta = {"target": TARGET, **pixel_size_meta(float(pixel_nm), "nm", ndim=2),
+                "normalisation": "slice percentiles 1-99.8", "transfer": "scratch"}
+    return net
+
+
+def accelerated(linker: AffinityLinker, speed, *, device=None) -> AffinityLinker:
+    """``linker`` with its network run as ``speed`` (a :class:`neuroseg.nets.speed.Speed`)
+    says on ``device``; same calibrations, the active one kept."""
+    from neuroseg.nets.speed import accelerate
+
+    return AffinityLinker(accelerate(linker.network, speed, device=device), linker.calibrations,
+                          active=linker.active, batch_size=speed.batch_size)
+
+
 def train_linker(
     network: UNet,
     train: tuple[np.ndarray, np.ndarray],
@@ -415,6 +449,9 @@ def train_linker(
     weight_decay: float = 1e-4,
     loss: str = "bce+dice",
     elastic: tuple[float, float, float] = (34.0, 4.0, 0.5),
+    precision: str = "auto",
+    channels_last: bool = False,
+    time_budget: float | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[AffinityLinker, pd.DataFrame]:
@@ -427,7 +464,9 @@ def train_linker(
     simply continue). Training runs with :func:`neuroseg.nets.train.fit` (AdamW, cosine schedule, flips/rotations, elastic
     deformation with ``elastic = (alpha, sigma, p)``, intensity changes), resumes a finished
     or interrupted run in ``folder``, and keeps the weights of the lowest validation loss.
-    The returned linker has no calibration yet (see :func:`calibrate`).
+    ``precision``, ``channels_last`` and ``time_budget`` (seconds of training, then it stops)
+    are :class:`neuroseg.nets.train.TrainConfig`'s. The returned linker has no calibration
+    yet (see :func:`calibrate`).
     """
     from neuroseg.nets.train import TrainConfig, fit
 
@@ -456,7 +495,8 @@ def train_linker(
             fixed=True,
         )
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss, seed=seed
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss, seed=seed,
+        precision=precision, channels_last=bool(channels_last), time_budget=time_budget,
     )
     meta = dict(network.meta)
     meta.update({"z_steps": sorted({int(s) for s in z_steps}), "crop": crop, "calibrations": []})

@@ -38,6 +38,7 @@ __all__ = [
     "Timing",
     "benchmark",
     "count_flops",
+    "device_label",
     "device_name",
     "environment",
     "measure",
@@ -344,3 +345,16 @@ def model_flop_utilisation(flops: float, seconds: float, peak: float | None) -> 
     if peak is None or not seconds > 0:
         return None
     return float(flops / seconds / peak)
+
+
+def device_label(device: str | None = None) -> str:
+    """A file-name-safe device tag for result files such as ``40_timing_<device>.json``: ``cpu`` or the GPU's name
+    (e.g. ``nvidia_h100_80gb_hbm3``)."""
+    import re
+
+    import torch
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cpu":
+        return "cpu"
+    return re.sub(r"[^a-z0-9]+", "_", device_name(str(dev)).lower()).strip("_")

@@ -15,7 +15,8 @@ watershed, :mod:`neuroseg.segment.volume_2d`).
   serves every z spacing; the 3D route has one network per z spacing.
 - :func:`choose_2d_postprocess` and :func:`neuroseg.segment.choose.choose_agglomeration`
   choose the post-processing on the validation part by CREMI and time.
-- :func:`calibrate_for` fits the learned linker's pair classifier and threshold on this
+- :func:`train_front_linker` trains the 2D route's learned linker from scratch at the same
+  budget; :func:`calibrate_for` fits the learned linker's pair classifier and threshold on this
   segmenter's own 2D segments (training and validation parts).
 - :func:`stages_2d` / :func:`stages_3d` give a route's stages as ``(name, function)`` pairs,
   each taking the previous one's output, for :func:`run_stages` (timed with
@@ -45,6 +46,7 @@ __all__ = [
     "setting_record",
     "stages_2d",
     "stages_3d",
+    "train_front_linker",
     "train_setting",
 ]
 
@@ -243,6 +245,55 @@ def train_setting(
     return model, {"train_seconds": float(history["seconds"].sum()), "train_flops": flops,
                    "epochs": int(len(history)), "init": setting.init,
                    "val_loss": float(np.nanmin(val)) if np.isfinite(val).any() else float("inf")}
+
+
+def train_front_linker(
+    volumes: Mapping,
+    *,
+    folder: str | os.PathLike,
+    budget: float | None,
+    z_steps: Sequence[int] = (1, 2, 3, 4),
+    crop: int = 112,
+    depth: int = 4,
+    base_features: int = 16,
+    max_epochs: int = 1000,
+    samples_per_epoch: int = 256,
+    val_crops: int = 32,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    precision: str = "auto",
+    channels_last: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[object, dict]:
+    """The 2D route's learned linker, trained from scratch at the front's ``budget``.
+
+    Its z-affinity network (:func:`neuroseg.linking.learned.linker_network`) learns on the
+    slice pairs of ``volumes["train"]`` at ``z_steps`` (validation loss on ``volumes["val"]``)
+    for at most ``budget`` seconds, into ``folder`` (a finished run is not trained again). It
+    is not calibrated: :func:`calibrate_for` fits it to each 2D setting's own segments.
+
+    Returns
+    -------
+    linker, and ``{"train_seconds", "train_flops", "epochs"}`` as :func:`train_setting`.
+    """
+    from neuroseg.linking.learned import linker_network, train_linker
+    from neuroseg.measure.front import train_flops
+
+    train, val = volumes["train"], volumes["val"]
+    net = linker_network(pixel_nm=float(train.resolution[-1]), depth=depth,
+                         base_features=base_features, seed=seed)
+    linker, history = train_linker(
+        net, (train.raw, train.gt), (val.raw, val.gt), folder=folder, z_steps=z_steps, crop=int(crop),
+        epochs=int(max_epochs), samples_per_epoch=int(samples_per_epoch), val_crops=int(val_crops),
+        batch_size=int(batch_size), lr=float(lr), weight_decay=float(weight_decay),
+        precision=precision, channels_last=bool(channels_last),
+        time_budget=None if budget is None else float(budget), seed=seed, progress=progress)
+    seen = _seen(history, samples_per_epoch, batch_size)
+    return linker, {"train_seconds": float(history["seconds"].sum()),
+                    "train_flops": train_flops(linker.network, (2, int(crop), int(crop)), seen),
+                    "epochs": int(len(history))}
 
 
 def _config(config_cls, *, budget, max_epochs, batch_size, lr, weight_decay, precision,
