@@ -51,6 +51,30 @@ def test_a_2d_setting_trains_chooses_and_runs(volumes, tmp_path, segmenter):
         assert np.unique(np.nonzero(labels == v)[0]).size == 1
 
 
+def test_the_front_linker_trains_from_scratch_calibrates_and_links(volumes, tmp_path):
+    linker, cost = fr.train_front_linker(volumes, folder=tmp_path / "linker", budget=60.0,
+                                         z_steps=(1, 2), crop=32, depth=2, base_features=4,
+                                         **OPTIONS)
+    assert linker.network.meta["transfer"] == "scratch" and not linker.calibrations
+    assert cost["epochs"] == 1 and cost["train_seconds"] > 0 and cost["train_flops"] > 0
+    s = fr.RouteSetting("2d", segmenter="boundaries", base_features=4, depth=2)
+    model, _ = fr.train_setting(s, volumes, folder=tmp_path / s.name, budget=60.0, crop=(32, 32),
+                                **OPTIONS)
+    calibrated, table = fr.calibrate_for(linker, model, volumes, z_nm=20.0, thresholds=[0.3, 0.6],
+                                         device="cpu")
+    assert len(calibrated.calibrations) == 1 and set(table["threshold"]) == {0.3, 0.6}
+    sub = volumes["test"].subsampled(20.0)
+    lk = calibrated.calibrated_for(sub.resolution, segments="predicted")
+    stages = fr.stages_2d(model, lk, resolution=sub.resolution, device="cpu")
+    labels, seconds = fr.run_stages(stages, sub.raw, warmup=0, repeats=1, device="cpu")
+    assert labels.shape == sub.raw.shape and set(seconds) == {"2d_inference", "2d_instances", "linking"}
+    # a second call finds the finished run and does not train again
+    again, cost2 = fr.train_front_linker(volumes, folder=tmp_path / "linker", budget=60.0,
+                                         z_steps=(1, 2), crop=32, depth=2, base_features=4,
+                                         **OPTIONS)
+    assert cost2 == cost
+
+
 def test_a_3d_setting_trains_and_runs(volumes, tmp_path):
     s = fr.RouteSetting("3d", base_features=4, depth=2)
     with pytest.raises(ValueError, match="z_nm"):

@@ -228,3 +228,36 @@ def test_number_formatting_golden():
     assert [results._fmt(v) for v in (525.0, 1.6e-05, 0.0, 0.76565, 3, 1.0, None, float("nan"))] == [
         "525", "1.6e-05", "0.000", "0.766", "3", "1", "—", "—"]
     assert [results._fmt(v) for v in (True, np.False_)] == ["yes", "no"]
+
+
+def _front(c2_40: float, s2_40: float) -> pd.DataFrame:
+    """A hand-made front: one 3D setting (CREMI 0.5, 2.1 s/Mvox) and two 2D settings per volume
+    and z; at 40 nm the first 2D setting has CREMI ``c2_40`` and ``s2_40`` s/Mvox."""
+    rows = []
+    for volume in ("v1", "v2"):
+        for z in (10.0, 40.0):
+            first = (c2_40, s2_40) if z == 40.0 else (0.9, 0.5)
+            for route, setting, (cremi, s) in (("3d", "3d_f8", (0.5, 2.1)),
+                                               ("2d", "2d_a", first), ("2d", "2d_b", (0.8, 3.0))):
+                rows.append({"route": route, "setting": setting, "z_nm": z, "volume": volume,
+                             "cremi": cremi, "voi_split": 0.1, "voi_merge": 0.1, "arand": 0.1,
+                             "s_per_mvox": s, "train_seconds": 300.0, "train_flops": 1e12})
+    return pd.DataFrame(rows)
+
+
+def test_know_your_neighbour_is_judged_on_the_front_when_there_is_one(tmp_path, monkeypatch):
+    # 2D within 5 % and 3.5x faster at 40 nm, but nowhere near at 10 nm: partly
+    items = results.claims(_metrics(**{"45_front_2d_vs_3d_cpu": _front(0.51, 0.6)}))
+    (c,) = [c for c in items if c.source == "Know Your Neighbour"]
+    assert c.verdict == "partly reproduced" and "front on cpu" in c.measured
+    assert "v1 40 nm: best 3D CREMI 0.500 at 2.10 s/Mvox; 2D within 5 % (2d_a, CREMI 0.510) 3.50x faster" in c.measured
+    assert "v1 10 nm: best 3D CREMI 0.500 at 2.10 s/Mvox; no 2D setting within 5 % (best 2D CREMI 0.800, at equal time 0.900)" in c.measured
+    # nowhere within 5 %: not reproduced
+    items = results.claims(_metrics(**{"45_front_2d_vs_3d_cpu": _front(0.7, 0.5)}))
+    assert _verdict(items, "Know Your Neighbour") == ["not reproduced"]
+    # the choices table is not a front
+    assert results.front_devices({"45_front_2d_vs_3d_cpu_choices": pd.DataFrame(),
+                                  "45_front_2d_vs_3d_cpu": _front(0.7, 0.5)}) == ["cpu"]
+    monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path))
+    text = write_readme({"45_front_2d_vs_3d_cpu": _front(0.51, 0.6)}, profile="quick", machine="m").read_text()
+    assert "| v1 | 40 nm | 3d_f8: 0.500, 2.10 | 2d_a: 0.510, 0.60, 3.50x | 2d_a: 0.510, 0.60 | 2d_a: 0.510 |" in text

@@ -47,7 +47,7 @@ __all__ = [
     "verdict",
 ]
 
-#: The columns of ``40_timing_<device>_front.csv``.
+#: The columns of ``45_front_2d_vs_3d_<device>.csv``.
 COLUMNS = ("route", "setting", "z_nm", "volume", "cremi", "voi_split", "voi_merge", "arand",
            "s_per_mvox", "train_seconds", "train_flops")
 #: The columns that must be finite, non-negative numbers.

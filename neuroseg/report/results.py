@@ -29,6 +29,7 @@ __all__ = [
     "Claim",
     "load_metrics",
     "timing_devices",
+    "front_devices",
     "claims",
     "claims_table",
     "nucleus_figure",
@@ -152,6 +153,57 @@ def _linking_claims(metrics) -> list[Claim]:
     return out
 
 
+FRONT_PREFIX = "45_front_2d_vs_3d_"
+
+
+def front_devices(metrics: Mapping[str, object]) -> list[str]:
+    """Device labels with an accuracy-speed front (``45_front_2d_vs_3d_<device>.csv``), CPU
+    first."""
+    devices = [k[len(FRONT_PREFIX):] for k, v in metrics.items()
+               if k.startswith(FRONT_PREFIX) and isinstance(v, pd.DataFrame)
+               and not k.endswith("_choices")]
+    return sorted(devices, key=lambda d: (d != "cpu", d))
+
+
+def _front_claims(metrics) -> list[Claim]:
+    """Know Your Neighbour's claim judged on the front: at every test volume and z spacing,
+    is some 2D setting within 5 % of the best 3D CREMI and at least 2x faster?"""
+    from neuroseg.measure.front import verdict
+
+    claim = "2D + learned linking is about 2x faster than 3D at equal accuracy"
+    out = []
+    for dev in front_devices(metrics):
+        table = metrics[f"{FRONT_PREFIX}{dev}"]
+        records = verdict(table, speedup_target=2.0)
+        parts, met, near = [], [], []
+        for r in records:
+            head = (f"{r['volume']} {r['z_nm']:g} nm: best 3D CREMI {_fmt(r['best_3d_cremi'])} at "
+                    f"{_fmt(r['best_3d_s_per_mvox'], 2)} s/Mvox")
+            if r["speedup"] is not None:
+                head += (f"; 2D within 5 % ({r['fastest_2d_within_setting']}, CREMI "
+                         f"{_fmt(r['fastest_2d_within_cremi'])}) {_fmt(r['speedup'], 2)}x faster")
+            else:
+                eq = r["equal_time_2d_cremi"]
+                head += (f"; no 2D setting within 5 % (best 2D CREMI {_fmt(r['best_2d_cremi'])}"
+                         + (f", at equal time {_fmt(eq)}" if eq is not None else ", none as fast")
+                         + ")")
+            parts.append(head)
+            met.append(r["hypothesis_met"])
+            near.append(r["speedup"] is not None)
+        verdict_word = ("reproduced" if all(met) else "partly reproduced" if any(met) or any(near)
+                        else "not reproduced")
+        budget = table["train_seconds"].max()
+        out.append(Claim(
+            "Know Your Neighbour", claim, f"front on {dev}: " + "; ".join(parts), verdict_word,
+            "judged on the accuracy-speed front of 45_front_2d_vs_3d (several settings per route, "
+            f"every network trained from scratch for the same wall time, at most {budget:.0f} s): "
+            "reproduced where, at every test volume and z spacing, some 2D setting's CREMI (lower "
+            "is better) is within 5 % of the best 3D setting's and its end-to-end time at least 2x "
+            "shorter; partly where that or equal accuracy at any speed holds somewhere",
+        ))
+    return out
+
+
 def _webknossos_claims(metrics) -> list[Claim]:
     s = metrics.get("35_affinities_3d_summary")
     lk = metrics.get("30_slice_linking_summary")
@@ -266,7 +318,8 @@ def _tracking_claims(metrics) -> list[Claim]:
 
 def claims(metrics: Mapping[str, object]) -> list[Claim]:
     """Every seed claim with the measured numbers and a verdict computed from them."""
-    return (_somanet_claims(metrics) + _linking_claims(metrics) + _webknossos_claims(metrics)
+    linking = _front_claims(metrics) or _linking_claims(metrics)
+    return (_somanet_claims(metrics) + linking + _webknossos_claims(metrics)
             + _axon_claims(metrics) + _tracking_claims(metrics))
 
 
@@ -485,6 +538,38 @@ def machine_description() -> str:
     return ", ".join(parts)
 
 
+def _front_md(metrics: Mapping[str, object]) -> list[str]:
+    """The front's verdict per device, test volume and z spacing, as markdown lines."""
+    from neuroseg.measure.front import verdict
+
+    devices = front_devices(metrics)
+    if not devices:
+        return ["_No front yet: run `45_front_2d_vs_3d`._", ""]
+    md = []
+    for dev in devices:
+        table = metrics[f"{FRONT_PREFIX}{dev}"]
+        md += [f"**{dev}**: {table['setting'].nunique()} settings, every network trained for at "
+               f"most {table['train_seconds'].max():.0f} s. CREMI: lower is better; "
+               "\"within 5 %\": the fastest 2D setting whose CREMI is at most 1.05 x the best 3D "
+               "CREMI; \"at equal time\": the best 2D CREMI among 2D settings no slower than the "
+               "best 3D one.", "",
+               "| volume | z | best 3D (CREMI, s/Mvox) | 2D within 5 % (CREMI, s/Mvox, speed-up) "
+               "| best 2D (CREMI, s/Mvox) | 2D at equal time (CREMI) |",
+               "|---|---|---|---|---|---|"]
+        for r in verdict(table):
+            within = ("none" if r["speedup"] is None else
+                      f"{r['fastest_2d_within_setting']}: {_fmt(r['fastest_2d_within_cremi'])}, "
+                      f"{_fmt(r['fastest_2d_within_s_per_mvox'], 2)}, {_fmt(r['speedup'], 2)}x")
+            eq = "none as fast" if r["equal_time_2d_cremi"] is None else (
+                f"{r['equal_time_2d_setting']}: {_fmt(r['equal_time_2d_cremi'])}")
+            md.append(f"| {r['volume']} | {r['z_nm']:g} nm | {r['best_3d_setting']}: "
+                      f"{_fmt(r['best_3d_cremi'])}, {_fmt(r['best_3d_s_per_mvox'], 2)} | {within} | "
+                      f"{r['best_2d_setting']}: {_fmt(r['best_2d_cremi'])}, "
+                      f"{_fmt(r['best_2d_s_per_mvox'], 2)} | {eq} |")
+        md.append("")
+    return md
+
+
 def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
                  machine: str | None = None) -> Path:
     """Write ``reports[/<profile>]/README.md``: each experiment's numbers and figures, and the
@@ -517,6 +602,7 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
         ("Slice linking (Know Your Neighbour)", "30_", "30_slice_linking_summary", None),
         ("3D affinity baseline (WEBKNOSSOS)", "35_", "35_affinities_3d_summary", None),
         ("2D vs 3D timing", "40_", None, None),
+        ("The fair fight: both routes on an accuracy-speed front", "45_", None, None),
         ("Axon and myelin (AxonDeepSeg)", "50_", "50_axon_myelin", "50_axon_myelin_comparison"),
         ("Somata over time: tracking and migration (SomaNet's next steps)", "60_",
          "60_soma_tracking_headline", "60_soma_tracking"),
@@ -550,6 +636,8 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
                 md += [""]
             if not timing_devices(metrics):
                 md += ["_No timing results yet: run `40_timing_2d_vs_3d`._", ""]
+        if prefix == "45_":
+            md += _front_md(metrics)
         if table and isinstance(metrics.get(table), pd.DataFrame):
             md += [_md_table(metrics[table]), ""]
         md += _figures_md(figs, prefix)
