@@ -4,7 +4,8 @@ Nucleus pretraining and transfer to neurons (SomaNet), slice-by-slice segmentati
 learned linking ("Know Your Neighbour") against a 3D affinity baseline, and axon/myelin
 morphometrics. The user-facing calls::
 
-    model = neuroseg.load_model(folder)
+    neuroseg.list_models()                       # the trained models that ship with it
+    model = neuroseg.load_model("nucleus")       # by name, or the path of a model folder
     labels = neuroseg.segment_2d(model, image)
     labels3d = neuroseg.segment_volume_2d(model, raw, linker=linker, resolution=(40, 10, 10))
     labels3d = neuroseg.segment_volume_3d(affinity_model, raw, resolution=(40, 10, 10))
@@ -33,12 +34,13 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["link", "load_model", "segment_2d", "segment_volume_2d", "segment_volume_3d",
-           "__version__"]
+__all__ = ["link", "list_models", "load_model", "segment_2d", "segment_volume_2d",
+           "segment_volume_3d", "__version__"]
 
 _LAZY = {
     "link": "neuroseg.linking.dropin",
-    "load_model": "neuroseg.nets.folder",
+    "list_models": "neuroseg.nets.shipped",
+    "load_model": "neuroseg.nets.shipped",
     "segment_2d": "neuroseg.segment.image_2d",
     "segment_volume_2d": "neuroseg.segment.volume_2d",
     "segment_volume_3d": "neuroseg.segment.volume_3d",

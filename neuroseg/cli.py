@@ -2,7 +2,7 @@
 
 ::
 
-    neuroseg segment2d nuclei.png out/ --model artifacts/full/models/nucleus_unet
+    neuroseg segment2d nuclei.png out/ --model nucleus
     neuroseg link masks/ labels3d.tif --resolution 40,10,10
     neuroseg segment-volume em.h5 labels3d.tif --model FOLDER --route 3d --resolution 40,10,10
     neuroseg segment-volume em.zarr labels.zarr --model FOLDER --route 2d --block 64,512,512
@@ -55,10 +55,10 @@ def _fail_clearly(fn):
     return wrapper
 
 
-def _model(folder: str, device: str | None):
-    from neuroseg.nets.folder import load_model
+def _model(name_or_folder: str, device: str | None):
+    from neuroseg.nets.shipped import load_model
 
-    return load_model(folder, map_location=device or "cpu")
+    return load_model(name_or_folder, device=device)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,7 +69,7 @@ def main() -> None:
 @main.command("segment2d")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--model", "model_folder", required=True, help="a model folder (nucleus, soma, EM)")
+@click.option("--model", "model_folder", required=True, help="a shipped model's name (`neuroseg models`) or a model folder")
 @click.option("--invert", is_flag=True, help="dark objects on a bright background")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: the best there is)")
 @_fail_clearly
@@ -144,7 +144,7 @@ def _block(text: str) -> tuple[int, int, int]:
 @main.command("segment-volume")
 @click.argument("raw", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--model", "model_folder", required=True, help="EM boundary (2d) or affinity (3d) model")
+@click.option("--model", "model_folder", required=True, help="EM 2D (2d) or affinity (3d) model: a shipped name or a folder")
 @click.option("--route", type=click.Choice(["2d", "3d"]), required=True)
 @click.option("--resolution", default=None, help="z,y,x in nm (default: the file's own)")
 @click.option("--linker", "linker_folder", help="the learned linker (2d route)")
@@ -206,7 +206,7 @@ def segment_volume(raw, out, model_folder, route, resolution, linker_folder, key
 @main.command("axons")
 @click.argument("image_path", metavar="IMAGE", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--model", "model_folder", required=True, help="an axon/myelin model folder")
+@click.option("--model", "model_folder", required=True, help="an axon/myelin model: a shipped name or a folder")
 @click.option("--pixel-size", type=float, required=True, help="the image's pixel size in µm")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: the best there is)")
 @_fail_clearly
@@ -229,9 +229,24 @@ def axons(image_path, out, model_folder, pixel_size, device):
 
 
 @main.command("models")
-@click.option("--profile", type=click.Choice(list(paths.PROFILES)), default=None)
+@click.option("--profile", type=click.Choice(list(paths.PROFILES)), default=None,
+              help="also list the model folders `make reproduce` trained for this profile")
 def models(profile):
-    """The trained model folders of a profile: name, task and pixel size."""
+    """The shipped models (name, task, pixel size, validation score) and, with --profile, the
+    trained model folders of a profile."""
+    from neuroseg.nets.shipped import list_models
+
+    shipped = list_models()
+    if len(shipped):
+        click.echo("shipped (use the name with --model):")
+        width = max(len(n) for n in shipped["name"])
+        for r in shipped.itertuples():
+            click.echo(f"  {r.name:<{width}}  {r.task:<28} {r.pixel_size or '':<14} "
+                       f"{r.val_metric} {r.val_value:.3f}")
+    else:
+        click.echo("no shipped models in this installation")
+    if profile is None:
+        return
     root = paths.models_dir(profile)
     rows = []
     for config in sorted(root.rglob("config.json")) if root.exists() else []:
@@ -242,6 +257,7 @@ def models(profile):
     if not rows:
         click.echo(f"no trained models in {root}: run `make reproduce` (or pass --model FOLDER)")
         return
+    click.echo(f"trained by `make reproduce PROFILE={paths.current_profile(profile)}` (use the path with --model):")
     width = max(len(r[0]) for r in rows)
     for name, task, size in rows:
-        click.echo(f"{name:<{width}}  {task:<12} {size.strip()}")
+        click.echo(f"  {root / name!s:<{width}}  {task:<12} {size.strip()}")

@@ -77,3 +77,15 @@ def load_volumes(
         {"dataset": GALA, "part": "test"},
     )
     return out
+
+
+def fib25_region(region: dict, *, name: str = "fib25_val", max_slices: int | None = None,
+                 max_yx: int | None = None) -> EMVolume:
+    """One region of FIB-25 (a split part's ``region``, as ``load_split`` gives it, e.g. the
+    ``val`` part recorded beside a shipped model), cropped as :func:`load_volumes` crops."""
+    fib = read_cremi(require(FIB25) / "sample2.h5", labels="neuron_ids")
+    res = tuple(float(r) for r in (fib.resolution or (10.0, 10.0, 10.0)))
+    sl = splits.region_slices(region, axes="zyx")
+    return EMVolume(name, _crop(fib.raw[sl], max_slices, max_yx),
+                    _crop(fib.labels[sl], max_slices, max_yx), res,
+                    {"dataset": FIB25, **dict(region)})

@@ -34,18 +34,28 @@ def load_part(
     subset: str | Sequence[str] = "fluorescence",
     max_images: int | None = None,
     profile: str | None = None,
+    ids: Sequence[str] | None = None,
 ) -> list[Sample]:
     """The DSB images of one split part (``train``, ``val``, ``test``) and modality subset.
 
     ``subset`` is a modality (``fluorescence``, ``brightfield``, ``colour``), a list of them,
     or ``"all"``. Images come back with the grey, percentile-normalised image in ``image``
-    (float32) and the instance labels in ``labels``.
+    (float32) and the instance labels in ``labels``. ``ids`` (image IDs, e.g. the validation
+    images recorded beside a shipped model) replaces the split's part.
     """
-    split = splits.load_split(DATASET, profile=profile)
     root = require(DATASET)
-    modality = split["parts"].get("modality") or {e["id"]: dsb_modality(e) for e in list_dsb(root)}
+    if ids is None:
+        split = splits.load_split(DATASET, profile=profile)
+        modality = split["parts"].get("modality") or {e["id"]: dsb_modality(e) for e in list_dsb(root)}
+        chosen = split["parts"][part]
+    else:
+        modality = {e["id"]: dsb_modality(e) for e in list_dsb(root)}
+        unknown = sorted(set(ids) - set(modality))
+        if unknown:
+            raise ValueError(f"{len(unknown)} image IDs are not in {DATASET}, e.g. {unknown[0]!r}")
+        chosen = list(ids)
     wanted = None if subset == "all" else {subset} if isinstance(subset, str) else set(subset)
-    ids = [i for i in split["parts"][part] if wanted is None or modality[i] in wanted]
+    ids = [i for i in chosen if wanted is None or modality[i] in wanted]
     if max_images is not None:
         ids = ids[:max_images]
     if not ids:

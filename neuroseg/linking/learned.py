@@ -568,7 +568,7 @@ def load_linker(path: str | os.PathLike):
 
     Parameters
     ----------
-    path : path
+    path : path or str
         A linker folder written by :func:`neuroseg.linking.learned.save_linker` (a model folder whose
         ``config.json`` says ``"target": "z_affinity"``). Weights are read with
         ``weights_only=True``.
@@ -582,6 +582,12 @@ def load_linker(path: str | os.PathLike):
     ------
     neuroseg.nets.unet.ModelError
         If the folder is missing, corrupt or holds another kind of model.
-    """
 
-    return read_linker(path)
+    A ``path`` that names a shipped linker (:func:`neuroseg.list_models`) loads that one.
+    """
+    p = Path(path)
+    if isinstance(path, str) and not p.exists() and len(p.parts) == 1:
+        from neuroseg.nets.shipped import shipped_folder
+
+        p = shipped_folder(path)
+    return read_linker(p)

@@ -293,9 +293,9 @@ def _as_model(model, what: str):
             from neuroseg.linking.learned import load_linker
 
             return load_linker(model)
-        from neuroseg.nets.folder import load_model
+        from neuroseg.nets.shipped import load_model
 
-        return load_model(model, map_location="cpu")
+        return load_model(model, device="cpu")
     return model
 
 

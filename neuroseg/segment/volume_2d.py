@@ -59,10 +59,18 @@ def segments_2d(
 ) -> np.ndarray:
     """2D segments of every slice of a volume (the first half of the 2D route).
 
-    :func:`boundaries_2d`, then :func:`neuroseg.segment.instances.labels_from_boundaries_stack` with
-    the model's stored post-processing (``meta["postprocess"]``), overridable by keyword.
-    Returns uint32 (z, y, x) labels, unique over the volume, nothing linked across z.
+    A boundary model: :func:`boundaries_2d`, then
+    :func:`neuroseg.segment.instances.labels_from_boundaries_stack`; an in-plane affinity
+    model (``meta["target"]`` ``"affinities_2d"``, as the front's 2D winner):
+    :func:`neuroseg.segment.affinities_2d.segments_2d_affinities`. Either with the model's
+    stored post-processing (``meta["postprocess"]``), overridable by keyword. Returns uint32
+    (z, y, x) labels, unique over the volume, nothing linked across z.
     """
+    from neuroseg.segment.affinities_2d import TARGET_2D, segments_2d_affinities
+
+    if (getattr(model, "meta", None) or {}).get("target") == TARGET_2D:
+        return segments_2d_affinities(model, raw, resolution=resolution, batch_size=batch_size,
+                                      progress=progress, device=device, **postprocess)
     prob = boundaries_2d(model, raw, resolution=resolution, batch_size=batch_size,
                          progress=progress, device=device)
     options = dict(model.meta.get("postprocess", {}))
@@ -85,13 +93,14 @@ def segment_volume_2d(
     device: str | None = None,
     **postprocess,
 ):
-    """Segment a 3D EM volume the 2D way: boundaries per slice, 2D segments, linking in z.
+    """Segment a 3D EM volume the 2D way: 2D segments per slice, then linking in z.
 
     Parameters
     ----------
     model : UNet
-        A 2D boundary model folder's network (:func:`neuroseg.load_model`), e.g.
-        ``artifacts/<profile>/models/em_boundary_unet``.
+        A 2D EM network (:func:`neuroseg.load_model`): a boundary model such as
+        ``artifacts/<profile>/models/em_boundary_unet``, or an in-plane affinity model such as
+        the shipped ``em_2d``.
     raw : array_like, shape (z, y, x)
         The EM volume (any integer or float dtype; NaN refused). Not modified.
     linker : neuroseg.linking.learned.AffinityLinker, optional

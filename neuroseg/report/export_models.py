@@ -1,0 +1,291 @@
+"""``make export-models``: the trained models of a profile become the package's shipped models.
+
+Run as ``python -m neuroseg.report.export_models --profile full`` after the steps that train
+them. Each model is scored on its validation data *with its weights rounded to half precision*
+(as shipped), and that score, the validation data and the command that rebuilds it go into the
+registry (:mod:`neuroseg.nets.shipped`), so that anyone can check a shipped model against its
+record (:func:`rescore`; ``tests/test_shipped_models.py`` does, where the data is present).
+
+What is shipped, where it comes from, and how it is scored:
+
+- ``nucleus``: ``10_nucleus_pretraining``'s ``nucleus_unet``; mean AP@0.5 over the DSB 2018
+  validation images (their IDs are recorded);
+- ``em_2d`` and ``em_linker``: the fair fight's 2D winner (``45_front_2d_vs_3d``: the 2D
+  setting with the best validation CREMI at 40 nm among the post-processings chosen there) and
+  its learned linker, calibrated on that network's own segments at 40 and 10 nm; both scored
+  by the CREMI score of the 2D route (network, post-processing, linker) on the FIB-25
+  validation part at 40 nm (lower is better);
+- ``em_3d_40nm`` and ``em_3d_10nm``: the 3D winner at each z spacing (best validation CREMI),
+  with its chosen agglomeration stored; CREMI of the 3D route on the validation part at that
+  spacing.
+
+A model whose step has not run is left out with a message. The EM validation part is the
+FIB-25 region recorded beside the model (subsampled from slice 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from neuroseg import paths
+
+__all__ = ["export_all", "half_rounded", "rescore", "score"]
+
+FRONT_STEP = "45_front_2d_vs_3d"
+SHIPPED_CSV = "shipped_models.csv"
+
+
+def half_rounded(model):
+    """A copy of ``model`` whose floating-point weights are rounded to float16 and back: what
+    the shipped (half-precision) file gives when loaded."""
+    import copy
+
+    import torch
+
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for t in list(out.parameters()) + list(out.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# scorers: one per kind of validation record
+# --------------------------------------------------------------------------------------------
+
+
+def _score_nucleus(model, split: Mapping, *, linker=None) -> float:
+    from neuroseg.experiments import nucleus_pretraining as nuc
+
+    samples = nuc.load_part("val", subset=split.get("subset", "all"), ids=split["ids"])
+    probs = nuc.predict_probabilities(model, samples, tile=int(split.get("tile", 256)))
+    preds = nuc.segment_probabilities(probs, dict(model.meta.get("postprocess") or {}))
+    _, summary = nuc.evaluate(samples, preds, prefix="val_")
+    return float(summary["val_ap50"])
+
+
+def _val_volume(split: Mapping):
+    from neuroseg.data.em_volumes import fib25_region
+
+    vol = fib25_region(split["region"], max_slices=split.get("max_slices"), max_yx=split.get("max_yx"))
+    return vol.subsampled(float(split["z_nm"]))
+
+
+def _score_route_2d(model, split: Mapping, *, linker=None) -> float:
+    from neuroseg.linking.learned import load_linker
+    from neuroseg.measure.voi_rand import cremi_score
+    from neuroseg.segment.volume_2d import segment_volume_2d
+
+    linker = linker if linker is not None else load_linker(split["linker"])
+    sub = _val_volume(split)
+    labels = segment_volume_2d(model, sub.raw, linker=linker, resolution=sub.resolution, device="cpu")
+    return float(cremi_score(sub.gt, labels))
+
+
+def _score_route_3d(model, split: Mapping, *, linker=None) -> float:
+    from neuroseg.measure.voi_rand import cremi_score
+    from neuroseg.segment.volume_3d import segment_volume_3d
+
+    sub = _val_volume(split)
+    labels = segment_volume_3d(model, sub.raw, resolution=sub.resolution, device="cpu")
+    return float(cremi_score(sub.gt, labels))
+
+
+SCORERS = {"nucleus_ap50": _score_nucleus, "route_2d_cremi": _score_route_2d,
+           "route_3d_cremi": _score_route_3d}
+
+
+def score(model, split: Mapping, *, linker=None) -> float:
+    """The validation score of ``model`` on the record ``split`` (``split["scorer"]`` names
+    how: ``nucleus_ap50``, ``route_2d_cremi`` or ``route_3d_cremi``)."""
+    kind = split.get("scorer")
+    if kind not in SCORERS:
+        raise ValueError(f"unknown scorer {kind!r}; one of {sorted(SCORERS)}")
+    return SCORERS[kind](model, split, linker=linker)
+
+
+def rescore(entry: Mapping, *, shipped: str | os.PathLike | None = None) -> float:
+    """Score the shipped model of registry ``entry`` again on its recorded validation data."""
+    from neuroseg.linking.learned import read_linker
+    from neuroseg.nets.shipped import load_model, shipped_folder
+
+    split = dict(entry["val_split"])
+    if entry["name"] == split.get("linker"):  # the linker is scored with its 2D network
+        linker = read_linker(shipped_folder(entry["name"], shipped))
+        model = load_model(split["network"], shipped=shipped)
+    else:
+        model = load_model(entry["name"], shipped=shipped)
+        linker = read_linker(shipped_folder(split["linker"], shipped)) if "linker" in split else None
+    return score(model, split, linker=linker)
+
+
+# --------------------------------------------------------------------------------------------
+# the export
+# --------------------------------------------------------------------------------------------
+
+
+def _front_winners(profile: str, device: str) -> dict:
+    """The 2D setting with the best validation CREMI at 40 nm, and the 3D setting with the best
+    at each z spacing, from the post-processings the front chose on validation."""
+    path = paths.metrics_dir(profile) / f"{FRONT_STEP}_{device}_choices.csv"
+    if not path.is_file():
+        return {}
+    t = pd.read_csv(path)
+    t = t[t["chosen"].astype(bool)]
+    out = {}
+    d2 = t[(t["route"] == "2d") & (t["z_nm"] == 40.0)].sort_values("cremi", kind="stable")
+    if len(d2):
+        out["2d"] = d2.iloc[0].to_dict()
+    for z, g in t[t["route"] == "3d"].groupby("z_nm"):
+        out[f"3d_{float(z):g}nm"] = g.sort_values("cremi", kind="stable").iloc[0].to_dict()
+    return out
+
+
+def _post(row: Mapping, keys) -> dict:
+    out = {}
+    for k in keys:
+        v = row.get(k)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        out[k] = int(v) if k == "min_size" else v if k == "method" else float(v)
+    return out
+
+
+def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = None,
+               device: str = "cpu", write_table: bool = True) -> pd.DataFrame:
+    """Export every trained model of ``profile`` that exists (see the module docstring) into
+    ``dest`` (default: the package's shipped models), and write
+    ``reports[/<profile>]/metrics/shipped_models.csv``. Returns that table."""
+    import tempfile
+
+    from neuroseg.data import splits
+    from neuroseg.data.em_slices import FIB25
+    from neuroseg.experiments import nucleus_pretraining as nuc
+    from neuroseg.io import write_csv
+    from neuroseg.linking.learned import load_linker, save_linker
+    from neuroseg.nets.folder import load_model
+    from neuroseg.nets.shipped import export_model, shipped_table
+    from neuroseg.pipeline import notebook_parameters
+
+    profile = paths.current_profile(profile)
+    models = paths.models_dir(profile)
+    make = f"make {{}} PROFILE={profile}"
+    done = []
+
+    nucleus = models / "nucleus_unet"
+    if (nucleus / "config.json").is_file():
+        p10 = notebook_parameters("10_nucleus_pretraining", profile)
+        samples = nuc.load_part("val", subset=p10["subset"], max_images=p10.get("max_val_images"),
+                                profile=profile)
+        ids = [s.id for s in samples]
+        split = {"scorer": "nucleus_ap50", "dataset": nuc.DATASET, "ids": ids,
+                 "subset": p10["subset"], "tile": int(p10.get("tile", 256))}
+        value = score(half_rounded(load_model(nucleus)), split)
+        export_model(nucleus, "nucleus", task="nuclei: foreground + contour (2D fluorescence)",
+                     val_metric="AP@0.5 (higher is better)", val_value=value,
+                     val_data=f"DSB 2018 validation images ({len(ids)})",
+                     rebuild=make.format("10_nucleus_pretraining"), dest=dest, val_split=split)
+        done.append("nucleus")
+    else:
+        print(f"nucleus: {nucleus} not trained; run `{make.format('10_nucleus_pretraining')}`")
+
+    winners = _front_winners(profile, device)
+    front = models / "front"
+    if winners:
+        params = _front_params(profile)
+        region = splits.load_split(FIB25, profile=profile)["parts"]["val"][0]
+        base = {"region": dict(region), "max_slices": params.get("max_slices"),
+                "max_yx": params.get("max_yx")}
+        rebuild = make.format(FRONT_STEP) + " && " + make.format("export-models")
+        w2 = winners["2d"]
+        post2 = _post(w2, ("threshold", "min_size"))
+        net2 = load_model(front / w2["setting"])
+        net2.meta = {**net2.meta, "postprocess": post2}
+        linker = load_linker(front / "linker")
+        volumes = _volumes(profile, params)
+        from neuroseg.segment.front_routes import calibrate_for
+
+        for z in (40.0, 10.0):
+            linker, _ = calibrate_for(linker, net2, volumes, z_nm=z, postprocess=post2, device="cpu")
+        split2 = {**base, "scorer": "route_2d_cremi", "z_nm": 40.0, "linker": "em_linker",
+                  "network": "em_2d"}
+        value = score(half_rounded(net2), split2,
+                      linker=type(linker)(half_rounded(linker.network), linker.calibrations))
+        with tempfile.TemporaryDirectory() as tmp:
+            save_linker(linker, Path(tmp) / "linker")
+            from neuroseg.nets.folder import save_model
+
+            save_model(net2, Path(tmp) / "em_2d", meta=net2.meta)
+            common = dict(val_metric="CREMI of the 2D route at 40 nm (lower is better)",
+                          val_value=value, val_data="FIB-25 validation part, every 4th slice",
+                          rebuild=rebuild, dest=dest)
+            export_model(Path(tmp) / "em_2d", "em_2d",
+                         task=f"EM 2D: {w2['setting']} ({post2})", val_split=split2,
+                         meta={"front_setting": w2["setting"]}, **common)
+            export_model(Path(tmp) / "linker", "em_linker",
+                         task="EM: learned slice linker (z-affinities, calibrated for em_2d at 40 and 10 nm)",
+                         val_split=split2, **common)
+        done += ["em_2d", "em_linker"]
+        for key, w3 in winners.items():
+            if not key.startswith("3d_"):
+                continue
+            z = float(w3["z_nm"])
+            post3 = _post(w3, ("method", "threshold", "min_size"))
+            folder = front / f"{w3['setting']}_{z:g}nm"
+            net3 = load_model(folder)
+            net3.meta = {**net3.meta, "postprocess": post3}
+            split3 = {**base, "scorer": "route_3d_cremi", "z_nm": z}
+            value = score(half_rounded(net3), split3)
+            name = f"em_3d_{z:g}nm"
+            with tempfile.TemporaryDirectory() as tmp:
+                from neuroseg.nets.folder import save_model
+
+                save_model(net3, Path(tmp) / name, meta=net3.meta)
+                export_model(Path(tmp) / name, name,
+                             task=f"EM 3D affinities at {z:g} nm: {w3['setting']} ({post3})",
+                             val_metric=f"CREMI of the 3D route at {z:g} nm (lower is better)",
+                             val_value=value, val_data=f"FIB-25 validation part at {z:g} nm",
+                             rebuild=rebuild, dest=dest, val_split=split3,
+                             meta={"front_setting": w3["setting"]})
+            done.append(name)
+    else:
+        print(f"em_2d, em_linker, em_3d_*: no front yet; run `{make.format(FRONT_STEP)}`")
+
+    table = shipped_table(dest, relative_to=paths.notebooks_dir().parent if dest is None else None)
+    if write_table:
+        write_csv(table, paths.metrics_dir(profile) / SHIPPED_CSV)
+    print(f"exported: {', '.join(done) or 'nothing'}")
+    return table
+
+
+def _front_params(profile: str) -> dict:
+    from neuroseg.pipeline import notebook_parameters
+
+    return notebook_parameters(FRONT_STEP, profile)
+
+
+def _volumes(profile: str, params: Mapping) -> dict:
+    from neuroseg.data import em_volumes
+
+    return em_volumes.load_volumes(max_slices=params.get("max_slices"), max_yx=params.get("max_yx"),
+                                   profile=profile)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=list(paths.PROFILES), default=None)
+    parser.add_argument("--device", default="cpu", help="whose front to take the winners from")
+    args = parser.parse_args(argv)
+    export_all(args.profile, device=args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
