@@ -115,3 +115,33 @@ def test_a_new_user_segments_a_png_with_the_shipped_nucleus_model(tmp_path):
     assert out.returncode == 0, out.stderr
     labels = files.read(next((tmp_path / "out").iterdir())).array
     assert len(np.unique(labels[labels > 0])) == 3
+
+
+PACKAGES = sorted((ROOT / "reports" / "bioimageio").glob("*.zip"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("package", PACKAGES, ids=[p.stem for p in PACKAGES])
+def test_each_bioimageio_package_passes_bioimageio_cores_model_test(package):
+    from neuroseg.report.bioimageio_export import check_package
+
+    status, failed = check_package(package)
+    assert status == "passed", failed
+
+
+def test_every_shipped_2d_model_has_a_bioimageio_package():
+    two_d = [e["name"] for e in REGISTRY if len(e["pixel_size"]) != 3]  # the nucleus model has none
+    assert sorted(p.stem for p in PACKAGES) == sorted(two_d)
+
+
+def test_a_bioimageio_export_of_a_tiny_model_passes(tiny_source, tmp_path):
+    from neuroseg.report.bioimageio_export import check_package, export_bioimageio
+
+    dest = tmp_path / "shipped"
+    _export(tiny_source, dest)
+    with pytest.raises(ValueError, match="channel"):
+        export_bioimageio("tiny", out_dir=tmp_path, shipped=dest, test_input=np.zeros((3, 64, 64)))
+    package = export_bioimageio("tiny", out_dir=tmp_path / "bio", shipped=dest,
+                                test_input=np.random.default_rng(0).random((70, 70)))
+    assert check_package(package) == ("passed", [])
+    assert sorted(p.name for p in (tmp_path / "bio").iterdir()) == ["tiny.zip"]

@@ -19,6 +19,9 @@ What is shipped, where it comes from, and how it is scored:
   with its chosen agglomeration stored; CREMI of the 3D route on the validation part at that
   spacing.
 
+The 2D ones (``nucleus``, ``em_2d``, ``em_linker``) are also written as bioimage.io model
+packages (:mod:`neuroseg.report.bioimageio_export`), each passing bioimageio.core's model test.
+
 A model whose step has not run is left out with a message. The EM validation part is the
 FIB-25 region recorded beside the model (subsampled from slice 0).
 """
@@ -31,6 +34,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from neuroseg import paths
@@ -159,10 +163,12 @@ def _post(row: Mapping, keys) -> dict:
 
 
 def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = None,
-               device: str = "cpu", write_table: bool = True) -> pd.DataFrame:
+               device: str = "cpu", write_table: bool = True, bioimageio: bool = True) -> pd.DataFrame:
     """Export every trained model of ``profile`` that exists (see the module docstring) into
     ``dest`` (default: the package's shipped models), and write
-    ``reports[/<profile>]/metrics/shipped_models.csv``. Returns that table."""
+    ``reports[/<profile>]/metrics/shipped_models.csv`` and (``bioimageio``) each 2D model as a
+    bioimage.io package in ``reports[/<profile>]/bioimageio/`` (tested with bioimageio.core's
+    model test). Returns the table."""
     import tempfile
 
     from neuroseg.data import splits
@@ -178,6 +184,7 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
     models = paths.models_dir(profile)
     make = f"make {{}} PROFILE={profile}"
     done = []
+    bio_inputs = {}  # test inputs of the 2D models' bioimage.io packages
 
     nucleus = models / "nucleus_unet"
     if (nucleus / "config.json").is_file():
@@ -193,6 +200,7 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
                      val_data=f"DSB 2018 validation images ({len(ids)})",
                      rebuild=make.format("10_nucleus_pretraining"), dest=dest, val_split=split)
         done.append("nucleus")
+        bio_inputs["nucleus"] = samples[0].image[None, :256, :256]
     else:
         print(f"nucleus: {nucleus} not trained; run `{make.format('10_nucleus_pretraining')}`")
 
@@ -233,6 +241,9 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
                          task="EM: learned slice linker (z-affinities, calibrated for em_2d at 40 and 10 nm)",
                          val_split=split2, **common)
         done += ["em_2d", "em_linker"]
+        val = volumes["val"].raw
+        bio_inputs["em_2d"] = val[0, :256, :256][None]
+        bio_inputs["em_linker"] = np.stack([val[0, :256, :256], val[min(4, len(val) - 1), :256, :256]])
         for key, w3 in winners.items():
             if not key.startswith("3d_"):
                 continue
@@ -261,6 +272,14 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
     table = shipped_table(dest, relative_to=paths.notebooks_dir().parent if dest is None else None)
     if write_table:
         write_csv(table, paths.metrics_dir(profile) / SHIPPED_CSV)
+    if bioimageio:
+        from neuroseg.report.bioimageio_export import check_package, export_bioimageio
+
+        folder = paths.reports_dir(profile) / "bioimageio"
+        for name, image in bio_inputs.items():
+            package = export_bioimageio(name, out_dir=folder, test_input=image, shipped=dest)
+            status, failed = check_package(package)
+            print(f"{package}: bioimageio.core test {status}" + (f" ({', '.join(failed)})" if failed else ""))
     print(f"exported: {', '.join(done) or 'nothing'}")
     return table
 

@@ -219,6 +219,38 @@ class LinkInspector:
         self.view: InspectorView | None = None
         self._update()
 
+    @classmethod
+    def from_masks(
+        cls,
+        masks: npt.ArrayLike,
+        raw: npt.ArrayLike | None = None,
+        *,
+        resolution,
+        method: str | None = None,
+        linker=None,
+        threshold: float | None = None,
+        scale: int = 2,
+    ) -> LinkInspector:
+        """The inspector on any stack of 2D masks (another tool's, IDs restarting in every
+        slice, or a saved stack): joined by :func:`neuroseg.link` with ``method`` / ``linker``
+        (its defaults), then shown with every candidate pair's score and decision.
+
+        Examples
+        --------
+        >>> masks = np.array([[[1, 1, 0, 2]], [[1, 1, 0, 2]]])
+        >>> ins = LinkInspector.from_masks(masks, resolution=(40, 10, 10))
+        >>> ins.view.n_objects, ins.method, len(ins.view.links)
+        (2, 'overlap', 2)
+        """
+        from neuroseg.data.labels import connected_components_per_slice
+        from neuroseg.linking.dropin import link
+
+        result = link(masks, raw, resolution=resolution, method=method, linker=linker,
+                      threshold=threshold, return_result=True)
+        segments = connected_components_per_slice(masks)
+        return cls(segments, result.links, raw=raw, threshold=float(result.threshold),
+                   method=str(result.method), scale=scale)
+
     def _png(self, image: np.ndarray) -> bytes:
         import io
 

@@ -606,6 +606,8 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
         ("Axon and myelin (AxonDeepSeg)", "50_", "50_axon_myelin", "50_axon_myelin_comparison"),
         ("Somata over time: tracking and migration (SomaNet's next steps)", "60_",
          "60_soma_tracking_headline", "60_soma_tracking"),
+        ("Your own 2D masks joined in 3D (the linker as a drop-in)", "70_", None,
+         "70_link_your_masks"),
         ("Summary figures", "90_", None, None),
     ]
     for title, prefix, head, table in sections:
