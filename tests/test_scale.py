@@ -169,3 +169,21 @@ def test_a_run_recorded_under_an_older_key_is_resumed_not_restarted(tmp_path):
     _tiny_fit(tmp_path, {"target": "fg", **pixel_size_meta(5.0, "nm")}, epochs=2,
               on_epoch_end=lambda epoch, row: ran.append(epoch))
     assert ran == [1, 2]
+
+
+def test_a_block_normalised_by_its_whole_slices_percentiles_matches_the_whole_slice():
+    from neuroseg.nets.scale import slice_percentiles, slices_at_model_scale
+
+    rng = np.random.default_rng(0)
+    slices = rng.gamma(2.0, 30.0, (3, 40, 50)).astype(np.float32)
+    slices[:, :, 25:] *= 3.0  # the right half is brighter: a block's own percentiles differ
+    model = UNet(ndim=2, depth=2, base_features=4)
+    model.meta = {"target": "boundaries", "pixel_size": {"size": [10.0, 10.0], "unit": "nm"}}
+    whole, _ = slices_at_model_scale(model, slices, resolution=(40, 10, 10))
+    own, _ = slices_at_model_scale(model, slices[:, :, :25], resolution=(40, 10, 10))
+    given, _ = slices_at_model_scale(model, slices[:, :, :25], resolution=(40, 10, 10),
+                                     percentiles=slice_percentiles(slices))
+    assert not np.allclose(own, whole[:, :, :25], atol=1e-3)
+    np.testing.assert_allclose(given, whole[:, :, :25], atol=1e-5)
+    with pytest.raises(ValueError, match="one \\(low, high\\) pair per slice"):
+        slices_at_model_scale(model, slices, percentiles=np.zeros((2, 2)))

@@ -120,6 +120,7 @@ class AffinityLinker:
         *,
         active: Calibration | None = None,
         batch_size: int = 8,
+        slice_percentiles: np.ndarray | None = None,
     ):
         if network.config["in_channels"] != 2 or network.config["out_channels"] != 1:
             raise ValueError(
@@ -130,6 +131,14 @@ class AffinityLinker:
         self.calibrations = tuple(calibrations)
         self.active = active
         self.batch_size = int(batch_size)
+        self.slice_percentiles = None if slice_percentiles is None else np.asarray(slice_percentiles)
+
+    def with_slice_percentiles(self, percentiles: np.ndarray | None) -> AffinityLinker:
+        """This linker normalising slice ``z`` of the volumes it is given by ``percentiles[z]``
+        (shape (z, 2), :func:`neuroseg.nets.scale.slice_percentiles` of the whole slices) instead
+        of its own percentiles: for blocks of larger slices."""
+        return AffinityLinker(self.network, self.calibrations, active=self.active,
+                              batch_size=self.batch_size, slice_percentiles=percentiles)
 
     def __repr__(self) -> str:
         cals = ", ".join(f"{c.z_nm:g} nm/{c.segments}" for c in self.calibrations) or "none"
@@ -179,7 +188,8 @@ class AffinityLinker:
                     stacklevel=2,
                 )
         return AffinityLinker(
-            self.network, self.calibrations, active=chosen, batch_size=self.batch_size
+            self.network, self.calibrations, active=chosen, batch_size=self.batch_size,
+            slice_percentiles=self.slice_percentiles,
         )
 
     def with_calibration(self, calibration: Calibration) -> AffinityLinker:
@@ -191,7 +201,8 @@ class AffinityLinker:
             if (c.z_nm, c.segments) != (calibration.z_nm, calibration.segments)
         ]
         return AffinityLinker(
-            self.network, [*kept, calibration], active=calibration, batch_size=self.batch_size
+            self.network, [*kept, calibration], active=calibration, batch_size=self.batch_size,
+            slice_percentiles=self.slice_percentiles,
         )
 
     # -- network ------------------------------------------------------------------------------
@@ -211,7 +222,14 @@ class AffinityLinker:
         if not pairs:
             return np.zeros((0, *raw.shape[1:]), np.float32)
         used = sorted({z for p in pairs for z in p})
-        x, size = slices_at_model_scale(self.network, raw[used], resolution=resolution)
+        given = None
+        if self.slice_percentiles is not None:
+            if len(self.slice_percentiles) != raw.shape[0]:
+                raise ValueError(f"the linker has percentiles for {len(self.slice_percentiles)} "
+                                 f"slices; the volume has {raw.shape[0]}")
+            given = self.slice_percentiles[used]
+        x, size = slices_at_model_scale(self.network, raw[used], resolution=resolution,
+                                        percentiles=given)
         where = {z: i for i, z in enumerate(used)}
         stack = np.stack([np.stack([x[where[a]], x[where[b]]]) for a, b in pairs])
         split = predict_stack(self.network, stack, batch_size=self.batch_size)
@@ -430,7 +448,8 @@ def accelerated(linker: AffinityLinker, speed, *, device=None) -> AffinityLinker
     from neuroseg.nets.speed import accelerate
 
     return AffinityLinker(accelerate(linker.network, speed, device=device), linker.calibrations,
-                          active=linker.active, batch_size=speed.batch_size)
+                          active=linker.active, batch_size=speed.batch_size,
+                          slice_percentiles=linker.slice_percentiles)
 
 
 def train_linker(

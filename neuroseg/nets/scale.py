@@ -211,11 +211,39 @@ def _xy_scale(model: UNet, resolution: Sequence[float] | None) -> float:
     return float(pixel_nm) / res[1]
 
 
+def slice_percentiles(slices: np.ndarray, *, pmin: float = 1.0, pmax: float = 99.8,
+                      max_pixels: int = 1_000_000) -> np.ndarray:
+    """The (pmin, pmax) percentiles of each slice of a (z, y, x) stack, shape (z, 2) float64,
+    from every k-th pixel of a slice larger than ``max_pixels``; for
+    :func:`slices_at_model_scale`'s ``percentiles`` when the slices are parts (blocks) of
+    larger ones.
+
+    Examples
+    --------
+    >>> slice_percentiles(np.arange(8.0).reshape(2, 2, 2), pmin=0, pmax=100).tolist()
+    [[0.0, 3.0], [4.0, 7.0]]
+    """
+    slices = np.asarray(slices)
+    if slices.ndim != 3:
+        raise ValueError(f"slices must be a (z, y, x) stack; got shape {slices.shape}")
+    step = max(1, int(np.ceil(np.sqrt(slices.shape[1] * slices.shape[2] / max_pixels))))
+    out = np.empty((slices.shape[0], 2))
+    for z, s in enumerate(slices):
+        sample = np.asarray(s[::step, ::step], np.float64)
+        if not np.all(np.isfinite(sample)):
+            raise ValueError(f"slice {z} contains NaN or infinite values")
+        out[z] = np.percentile(sample, [pmin, pmax])
+    return out
+
+
 def slices_at_model_scale(
-    model: UNet, slices: np.ndarray, *, resolution: Sequence[float] | None = None
+    model: UNet, slices: np.ndarray, *, resolution: Sequence[float] | None = None,
+    percentiles: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Normalise each slice (percentiles 1 and 99.8) and resample it to the model's pixel size.
 
+    ``percentiles`` (shape (N, 2)) replaces each slice's own: a block of a slice is then
+    normalised as the whole slice would be (:func:`slice_percentiles` of the whole slices).
     Returns the (N, Y', X') float32 stack and the original (Y, X), for
     :func:`back_to_volume_scale`.
     """
@@ -224,12 +252,21 @@ def slices_at_model_scale(
     slices = np.asarray(slices)
     size = tuple(int(s) for s in slices.shape[-2:])
     scale = _xy_scale(model, resolution)
+    if percentiles is not None:
+        percentiles = np.asarray(percentiles, np.float64)
+        if percentiles.shape != (len(slices), 2) or not np.all(np.isfinite(percentiles)):
+            raise ValueError(f"percentiles must be finite, shape ({len(slices)}, 2): one (low, high) "
+                             f"pair per slice; got shape {percentiles.shape}")
     out = []
-    for s in slices:
+    for k, s in enumerate(slices):
         image = np.asarray(s, np.float32)
         if abs(scale - 1.0) > 1e-6:
             image = resample_image(image, pixel_size=1.0, target_pixel_size=scale)
-        out.append(normalize(image))
+        if percentiles is None:
+            out.append(normalize(image))
+        else:
+            lo, hi = percentiles[k]
+            out.append(((image - lo) / max(hi - lo, 1e-6)).astype(np.float32))
     return np.stack(out).astype(np.float32), size
 
 

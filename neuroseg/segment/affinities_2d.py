@@ -287,11 +287,13 @@ def predict_affinities_2d(
     batch_size: int = 8,
     progress: bool = False,
     device: str | None = None,
+    percentiles: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """In-plane affinities of every slice of a (z, y, x) volume, slices batched.
 
-    Each slice is normalised on its own and resampled to the model's pixel size (when
-    ``resolution`` gives the volume's, in nm), as in training. Returns the affinities
+    Each slice is normalised on its own (or by ``percentiles``, see
+    :func:`neuroseg.nets.scale.slices_at_model_scale`) and resampled to the model's pixel size
+    (when ``resolution`` gives the volume's, in nm), as in training. Returns the affinities
     (K, z, y, x) float32 at the volume's size, and the offsets on the volume's grid.
     """
     from neuroseg.data.readers import check_volume
@@ -300,7 +302,7 @@ def predict_affinities_2d(
 
     _check_model(model)
     raw = check_volume(raw)
-    x, size = slices_at_model_scale(model, raw, resolution=resolution)
+    x, size = slices_at_model_scale(model, raw, resolution=resolution, percentiles=percentiles)
     prob = predict_stack(on_device(model, device), x[:, None], batch_size=batch_size, progress=progress)
     affs = np.ascontiguousarray(np.moveaxis(back_to_volume_scale(prob, size), 1, 0), np.float32)
     offsets, keep = _volume_offsets(model, resolution)
@@ -319,13 +321,14 @@ def segments_2d_affinities(
     batch_size: int = 8,
     progress: bool = False,
     device: str | None = None,
+    percentiles: np.ndarray | None = None,
 ) -> np.ndarray:
     """2D segments of every slice by the affinity segmenter: :func:`predict_affinities_2d`,
     then :func:`mutex_watershed_2d` with the model's stored post-processing
     (``meta["postprocess"]``: ``threshold``, ``min_size``), overridable. Returns uint32
     (z, y, x) IDs unique over the volume, nothing linked across z."""
     affs, offsets = predict_affinities_2d(model, raw, resolution=resolution, batch_size=batch_size,
-                                          progress=progress, device=device)
+                                          progress=progress, device=device, percentiles=percentiles)
     post = {"threshold": 0.5, "min_size": 0, **dict(model.meta.get("postprocess") or {})}
     if threshold is not None:
         post["threshold"] = float(threshold)

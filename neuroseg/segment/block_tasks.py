@@ -90,6 +90,7 @@ def segment_block_2d(
     batch_size: int = 8,
     device: str | None = None,
     postprocess: dict | None = None,
+    percentiles: np.ndarray | None = None,
 ) -> dict:
     """The 2D route on one block with its halo (see the module docstring).
 
@@ -98,13 +99,17 @@ def segment_block_2d(
     ``z`` of ``raw``. Returns ``labels`` (the core's global IDs, uint64), ``links``
     (global ID pairs, ``score``, ``linked`` before any mutex), ``mutex`` (touching pairs of
     the core's slices, learned linker only) and ``ext`` (the global IDs of the whole block
-    with halo, for :func:`face_joins`).
+    with halo, for :func:`face_joins`). ``percentiles`` (one (low, high) pair per slice of
+    ``raw``, from the whole slices) makes the segmenter and the linker normalise each slice of
+    the block as they would the whole slice.
     """
     from neuroseg.linking.rules import link_slices, relink
     from neuroseg.segment.volume_2d import segments_2d
 
     segs = segments_2d(model, raw, resolution=resolution, batch_size=batch_size,
-                       device=device, **(postprocess or {}))
+                       device=device, percentiles=percentiles, **(postprocess or {}))
+    if percentiles is not None and hasattr(linker, "with_slice_percentiles"):  # the learned linker
+        linker = linker.with_slice_percentiles(percentiles)
     gids = slice_global_ids(segs, bases)
     nz = core[0].stop - core[0].start
     learned = method == "learned"

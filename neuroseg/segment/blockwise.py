@@ -199,6 +199,7 @@ def _run_block(plan: dict, idx: tuple[int, int, int], model, linker) -> tuple[in
             resolution=plan["resolution"], method=plan["method"], threshold=plan["threshold"],
             linker=linker, max_gap=plan["max_gap"], batch_size=plan["batch_size"],
             device=plan["device"], postprocess=plan["postprocess"],
+            percentiles=np.asarray(plan["percentiles"], np.float64)[ext[0]],
         )
     else:
         ext = grid.extended(idx, halo, halo)
@@ -362,6 +363,19 @@ def _percentiles(source: _Source, shape, *, max_voxels: int = 8_000_000) -> list
     return [float(lo), float(hi)]
 
 
+def _slice_percentiles(source: _Source, shape, *, max_pixels: int = 1_000_000) -> list[list[float]]:
+    """Each slice's 1 and 99.8 percentiles (as the 2D route normalises a slice), from every
+    k-th pixel of slices larger than ``max_pixels``: a block is normalised as its whole slice."""
+    from neuroseg.nets.scale import slice_percentiles
+
+    step = max(1, int(np.ceil(np.sqrt(int(np.prod(shape[1:])) / max_pixels))))
+    out = []
+    for z in range(shape[0]):
+        part = source.read((slice(z, z + 1), slice(None, None, step), slice(None, None, step)))
+        out += slice_percentiles(np.asarray(part)).tolist()
+    return out
+
+
 def _client(scheduler: str | None, workers: int | None, threads: int, memory_limit):
     from distributed import Client, LocalCluster
 
@@ -506,7 +520,8 @@ def segment_blockwise(
         tile = (getattr(model, "meta", None) or {}).get("tile") or (8, 32, 32)
         halo = (0, 32, 32) if route == "2d" else tuple(int(t) // 2 for t in tile)
     halo = tuple(int(h) if s < g else 0 for h, s, g in zip(halo, block, shape))
-    percentiles = _percentiles(source, shape) if route == "3d" else None
+    # the 3D route normalises by the volume's percentiles, the 2D route each slice by its own
+    percentiles = _percentiles(source, shape) if route == "3d" else _slice_percentiles(source, shape)
     plan, linker = _plan(route, model, linker, shape=shape, block=block, halo=halo,
                          resolution=resolution, method=method, threshold=threshold,
                          min_size=min_size, max_gap=max_gap, postprocess=postprocess,

@@ -23,16 +23,18 @@ def boundaries_2d(
     batch_size: int = 8,
     progress: bool = False,
     device: str | None = None,
+    percentiles: np.ndarray | None = None,
 ) -> np.ndarray:
     """Boundary probabilities of every slice of a (z, y, x) EM volume, slices batched.
 
-    Each slice is normalised on its own and resampled to the model's pixel size (its
-    ``meta["pixel_nm"]``, when ``resolution`` gives the volume's; in nm) as in training; the
-    probabilities come back at the volume's own size, shape (z, y, x) float32.
+    Each slice is normalised on its own (or by ``percentiles``, see
+    :func:`neuroseg.nets.scale.slices_at_model_scale`) and resampled to the model's pixel size
+    (its ``meta["pixel_nm"]``, when ``resolution`` gives the volume's; in nm) as in training;
+    the probabilities come back at the volume's own size, shape (z, y, x) float32.
     """
     raw = check_volume(raw)
     _check_boundary_model(model)
-    x, size = slices_at_model_scale(model, raw, resolution=resolution)
+    x, size = slices_at_model_scale(model, raw, resolution=resolution, percentiles=percentiles)
     prob = predict_stack(on_device(model, device), x[:, None], batch_size=batch_size,
                          progress=progress)
     return back_to_volume_scale(prob, size)[:, 0]
@@ -55,6 +57,7 @@ def segments_2d(
     batch_size: int = 8,
     progress: bool = False,
     device: str | None = None,
+    percentiles: np.ndarray | None = None,
     **postprocess,
 ) -> np.ndarray:
     """2D segments of every slice of a volume (the first half of the 2D route).
@@ -63,16 +66,18 @@ def segments_2d(
     :func:`neuroseg.segment.instances.labels_from_boundaries_stack`; an in-plane affinity
     model (``meta["target"]`` ``"affinities_2d"``, as the front's 2D winner):
     :func:`neuroseg.segment.affinities_2d.segments_2d_affinities`. Either with the model's
-    stored post-processing (``meta["postprocess"]``), overridable by keyword. Returns uint32
+    stored post-processing (``meta["postprocess"]``), overridable by keyword. ``percentiles``:
+    each slice's normalisation, when the slices are blocks of larger ones. Returns uint32
     (z, y, x) labels, unique over the volume, nothing linked across z.
     """
     from neuroseg.segment.affinities_2d import TARGET_2D, segments_2d_affinities
 
     if (getattr(model, "meta", None) or {}).get("target") == TARGET_2D:
         return segments_2d_affinities(model, raw, resolution=resolution, batch_size=batch_size,
-                                      progress=progress, device=device, **postprocess)
+                                      progress=progress, device=device, percentiles=percentiles,
+                                      **postprocess)
     prob = boundaries_2d(model, raw, resolution=resolution, batch_size=batch_size,
-                         progress=progress, device=device)
+                         progress=progress, device=device, percentiles=percentiles)
     options = dict(model.meta.get("postprocess", {}))
     options.update(postprocess)
     return instances.labels_from_boundaries_stack(prob, **options)
