@@ -78,7 +78,7 @@ def test_verdicts_follow_the_numbers():
         "50_axon_myelin": {"sem_dice_axon": 0.84962, "sem_dice_myelin": 0.82, "sem_gratio_mad": 0.03}}))
     (c,) = [c for c in under if c.source == "AxonDeepSeg"]
     assert c.verdict == "partly reproduced"
-    assert c.measured.endswith("SEM targets missed: Dice axon 0.8496 (target >= 0.85)")
+    assert c.measured.endswith("SEM targets missed: Dice axon 0.8496 (target >= 0.85) (1 seed)")
     assert "shift" not in c.measured  # no bias recorded
     shifted = results.claims(_metrics(**{"50_axon_myelin": {
         "sem_dice_axon": 0.9, "sem_dice_myelin": 0.9, "sem_gratio_mad": 0.07, "sem_gratio_bias": -0.061}}))
@@ -261,3 +261,12 @@ def test_know_your_neighbour_is_judged_on_the_front_when_there_is_one(tmp_path, 
     monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path))
     text = write_readme({"45_front_2d_vs_3d_cpu": _front(0.51, 0.6)}, profile="quick", machine="m").read_text()
     assert "| v1 | 40 nm | 3d_f8: 0.500, 2.10 | 2d_a: 0.510, 0.60, 3.50x | 2d_a: 0.510, 0.60 | 2d_a: 0.510 |" in text
+
+
+def test_every_measured_claim_says_how_many_seeds_stand_behind_it():
+    items = results.claims(_metrics())
+    assert all(c.measured.endswith("(1 seed)") for c in items if c.verdict != "not measured")
+    seeds = pd.DataFrame({"step": ["10_nucleus_pretraining"], "metric": ["test_ap50"],
+                          "seeds": ["0 1 2"], "mean": [0.8], "sd": [0.01]})
+    (c,) = [c for c in results.claims(_metrics(seeds=seeds)) if c.source == "SomaNet"]
+    assert c.measured.endswith("(spread over seeds for 10_nucleus_pretraining in seeds.csv; the rest 1 seed)")

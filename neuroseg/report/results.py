@@ -30,6 +30,7 @@ __all__ = [
     "load_metrics",
     "timing_devices",
     "front_devices",
+    "seed_spread_text",
     "claims",
     "claims_table",
     "nucleus_figure",
@@ -316,11 +317,34 @@ def _tracking_claims(metrics) -> list[Claim]:
     return [Claim("SomaNet (next steps)", claim, measured, verdict, evidence)]
 
 
+#: The steps whose trained models each claim's numbers come from.
+CLAIM_STEPS = {"SomaNet": ("10_nucleus_pretraining", "20_neuron_finetuning"),
+               "Know Your Neighbour": ("45_front_2d_vs_3d", "30_slice_linking"),
+               "WEBKNOSSOS": ("35_affinities_3d", "30_slice_linking"),
+               "AxonDeepSeg": ("50_axon_myelin",), "SomaNet (next steps)": ("60_soma_tracking",)}
+
+
+def _seed_note(metrics: Mapping[str, object], source: str) -> str:
+    """How many seeds stand behind a claim's numbers: the steps with a spread in
+    ``seeds.csv``, or "1 seed"."""
+    seeds = metrics.get("seeds")
+    steps = CLAIM_STEPS.get(source, ())
+    have = sorted(set(seeds["step"].astype(str)) & set(steps)) if isinstance(seeds, pd.DataFrame) else []
+    if not have:
+        return "1 seed"
+    return "spread over seeds for " + ", ".join(have) + " in seeds.csv; the rest 1 seed"
+
+
 def claims(metrics: Mapping[str, object]) -> list[Claim]:
-    """Every seed claim with the measured numbers and a verdict computed from them."""
+    """Every seed claim with the measured numbers and a verdict computed from them; each
+    measurement says how many training seeds stand behind it."""
+    from dataclasses import replace
+
     linking = _front_claims(metrics) or _linking_claims(metrics)
-    return (_somanet_claims(metrics) + linking + _webknossos_claims(metrics)
-            + _axon_claims(metrics) + _tracking_claims(metrics))
+    items = (_somanet_claims(metrics) + linking + _webknossos_claims(metrics)
+             + _axon_claims(metrics) + _tracking_claims(metrics))
+    return [c if c.verdict == "not measured" else
+            replace(c, measured=f"{c.measured} ({_seed_note(metrics, c.source)})") for c in items]
 
 
 def claims_table(items: list[Claim]) -> pd.DataFrame:
@@ -538,6 +562,33 @@ def machine_description() -> str:
     return ", ".join(parts)
 
 
+def seed_spread_text(metrics: Mapping[str, object], head: str, key: str, value=0.0) -> str:
+    """A headline number's spread over seeds, ``mean ± sd (n seeds)``, from ``seeds.csv``
+    (``make seeds``) where it records the metric, else ``1 seed``; empty for numbers that no
+    training produced (counts, times, text: ``value`` is the number shown).
+
+    Examples
+    --------
+    >>> seeds = pd.DataFrame({"step": ["10_x"], "metric": ["test_ap50"], "seeds": ["0 1 2"],
+    ...                       "mean": [0.81], "sd": [0.012]})
+    >>> seed_spread_text({"seeds": seeds}, "10_x", "test_ap50"), seed_spread_text({}, "10_x", "test_ap50")
+    ('0.810 ± 0.012 (3 seeds)', '1 seed')
+    """
+    from neuroseg.report.verify import NOT_QUALITY
+
+    if isinstance(value, (bool, str)) or NOT_QUALITY.search(key):
+        return ""
+    step = head.split("_summary")[0].split("_headline")[0]
+    seeds = metrics.get("seeds")
+    if isinstance(seeds, pd.DataFrame) and len(seeds):
+        row = seeds[(seeds["step"].astype(str) == step) & (seeds["metric"] == key)]
+        if len(row):
+            r = row.iloc[0]
+            n = len(str(r["seeds"]).split())
+            return f"{_fmt(float(r['mean']))} ± {_fmt(float(r['sd']))} ({n} seeds)"
+    return "1 seed"
+
+
 def _front_md(metrics: Mapping[str, object]) -> list[str]:
     """The front's verdict per device, test volume and z spacing, as markdown lines."""
     from neuroseg.measure.front import verdict
@@ -614,8 +665,8 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
         md += ["", f"## {title}", ""]
         if head and isinstance(metrics.get(head), dict):
             items = [(k, v) for k, v in metrics[head].items() if not isinstance(v, (list, dict))]
-            md += ["| result | value |", "|---|---|"]
-            md += [f"| `{k}` | {_fmt(v)} |" for k, v in items]
+            md += ["| result | value | over seeds |", "|---|---|---|"]
+            md += [f"| `{k}` | {_fmt(v)} | {seed_spread_text(metrics, head, k, v)} |" for k, v in items]
             md += [""]
         elif head:
             md += [f"_No results yet: run the step that writes `metrics/{head}.json`._", ""]
