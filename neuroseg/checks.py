@@ -18,6 +18,7 @@ ValueError: threshold must be a number in [0, 1]; got 1.5
 
 from __future__ import annotations
 
+import importlib
 import math
 import numbers
 import warnings
@@ -28,7 +29,8 @@ T = TypeVar("T")
 
 __all__ = [
     "MAX_SCALE_RATIO", "WARN_SCALE_RATIO", "PixelSizeWarning", "check_resolution",
-    "check_scale_ratio", "check_unit_interval", "native_call", "warn_missing_pixel_size",
+    "check_scale_ratio", "check_unit_interval", "native_call", "require_extra",
+    "warn_missing_pixel_size",
 ]
 
 #: How far (either way round) an image's pixel size may be from a model's before it refuses.
@@ -118,3 +120,24 @@ def native_call(fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T
             f"{what} failed inside a native library ({type(err).__name__}: {err}); the input "
             "passed neuroseg's checks, so please report this with the input's shape and dtype"
         ) from err
+
+
+def require_extra(module: str, extra: str):
+    """Import ``module`` from an optional extra of the package, or say how to install it.
+
+    Examples
+    --------
+    >>> require_extra("json", "notebooks").__name__
+    'json'
+    >>> require_extra("no_such_module_here", "notebooks")
+    Traceback (most recent call last):
+    ...
+    ImportError: no_such_module_here is not installed: it comes with neuroseg's 'notebooks' extra (pip install -e '.[notebooks]' in the repository)
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != module.split(".")[0]:
+            raise
+        raise ImportError(f"{module} is not installed: it comes with neuroseg's {extra!r} extra "
+                          f"(pip install -e '.[{extra}]' in the repository)") from None

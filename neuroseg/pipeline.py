@@ -170,7 +170,9 @@ def run_notebook(name: str, profile: str, *, overrides: dict | None = None) -> P
     ``overrides`` replace parameters of the profile (e.g. another ``seed``); a name the
     notebook does not have is refused.
     """
-    import papermill as pm
+    from neuroseg.checks import require_extra
+
+    pm = require_extra("papermill", "notebooks")
 
     params = notebook_parameters(name, profile)
     unknown = sorted(set(overrides or {}) - set(params))

@@ -32,7 +32,17 @@ def _pins(lines, where: str) -> dict[str, str]:
 
 
 def _pyproject_deps() -> list[str]:
-    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """The runtime dependencies and every extra's."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    return [*project["dependencies"], *(d for group in extras.values() for d in group)]
+
+
+def test_runtime_dependencies_hold_no_test_browser_or_notebook_tools():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {_canonical(PIN.match(d)[1]) for d in project["dependencies"]}
+    assert not runtime & {"pytest", "ruff", "playwright", "jupyterlab", "papermill"}
+    assert set(project["optional-dependencies"]) == {"notebooks", "bioimageio", "dev", "browser"}
 
 
 def _pyproject() -> dict[str, str]:

@@ -59,9 +59,12 @@ def export_bioimageio(
     ``test_input`` is one (channels, y, x) raw image (any range; cropped to a size the network
     takes); without it a random image is used. Returns the package's path.
     """
-    import bioimageio.spec.model.v0_5 as spec
     import torch
-    from bioimageio.spec import save_bioimageio_package
+
+    from neuroseg.checks import require_extra
+
+    spec = require_extra("bioimageio.spec.model.v0_5", "bioimageio")
+    save_bioimageio_package = require_extra("bioimageio.spec", "bioimageio").save_bioimageio_package
 
     from neuroseg.io import atomic_path
     from neuroseg.nets.shipped import load_model, read_registry
@@ -150,7 +153,9 @@ def export_bioimageio(
 def check_package(path: str | os.PathLike) -> tuple[str, list[str]]:
     """bioimageio.core's model test of a package: its status (``"passed"``, ``"valid-format"``
     or ``"failed"``) and the names of the checks that did not pass."""
-    from bioimageio.core import test_model
+    from neuroseg.checks import require_extra
+
+    test_model = require_extra("bioimageio.core", "bioimageio").test_model
 
     summary = test_model(Path(path))
     return str(summary.status), [d.name for d in summary.details if d.status not in ("passed", "valid-format")]

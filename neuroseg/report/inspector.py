@@ -188,7 +188,9 @@ class LinkInspector:
         method: str = "graph",
         scale: int = 2,
     ):
-        import ipywidgets as w
+        from neuroseg.checks import require_extra
+
+        w = require_extra("ipywidgets", "notebooks")
 
         self.labels = np.asarray(labels)
         self.links = links

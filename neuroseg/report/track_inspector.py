@@ -176,7 +176,9 @@ class TrackInspector:
     """
 
     def __init__(self, segments: npt.ArrayLike, result: Tracks, *, pixel_size_um: float | None = None):
-        import ipywidgets as w
+        from neuroseg.checks import require_extra
+
+        w = require_extra("ipywidgets", "notebooks")
 
         self.segments = np.asarray(segments)
         self.result = result
