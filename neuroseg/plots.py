@@ -166,6 +166,20 @@ def learning_curve_figure(tables: dict[str, pd.DataFrame], *, metric: str = "tes
     return fig
 
 
+def round_length(target: float) -> float:
+    """The largest 1, 2 or 5 times a power of ten not above ``target`` (> 0): a scale bar's length.
+
+    Examples
+    --------
+    >>> round_length(730.0), round_length(0.26)
+    (500.0, 0.2)
+    """
+    if not (np.isfinite(target) and target > 0):
+        raise ValueError(f"target must be a positive number; got {target}")
+    power = 10 ** np.floor(np.log10(target))
+    return float(max(s * power for s in (1, 2, 5) if s * power <= target * (1 + 1e-12)))
+
+
 def scale_bar(ax, pixel_size: float, *, unit: str = "µm", length: float | None = None,
               colour: str = "white") -> float:
     """Draw a scale bar in the lower left of an image axis; return its length in ``unit``.
@@ -179,9 +193,7 @@ def scale_bar(ax, pixel_size: float, *, unit: str = "µm", length: float | None 
     y0, y1 = sorted(ax.get_ylim())
     width = (x1 - x0) * pixel_size
     if length is None:
-        target = width / 5
-        power = 10 ** np.floor(np.log10(target))
-        length = max(s * power for s in (1, 2, 5) if s * power <= target)
+        length = round_length(width / 5)
     pixels = length / pixel_size
     x, y = x0 + 0.05 * (x1 - x0), y1 - 0.06 * (y1 - y0)
     ax.plot([x, x + pixels], [y, y], color=colour, lw=3, solid_capstyle="butt")

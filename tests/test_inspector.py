@@ -330,3 +330,28 @@ def test_link_inspector_with_raw_and_links_unchanged(case):
     assert (bg[:, 0] == bg[:, 2]).all() and bg.max() > 0
     inspector.z.value = 1
     pd.testing.assert_frame_equal(links, before)
+
+
+def test_the_inspector_on_another_tools_masks_has_a_scale_bar_and_each_links_decision():
+    import io as _io
+
+    from PIL import Image
+
+    from neuroseg.report.inspector import LinkInspector, with_scale_bar
+
+    masks = np.zeros((3, 40, 60), np.uint16)
+    masks[:, 5:20, 5:25] = 1  # numbered from 1 in every slice, as Cellpose writes them
+    masks[:, 22:35, 30:55] = 2
+    masks[2, 22:35, 30:55] = 1
+    raw = np.random.default_rng(0).random(masks.shape).astype(np.float32)
+    ins = LinkInspector.from_masks(masks, raw, resolution=(40, 8, 8))
+    assert ins.view.n_objects == 2 and ins.pixel_size == 8.0
+    assert {"score", "linked"} <= set(ins.view.links.columns) and ins.view.links["linked"].all()
+    png = Image.open(_io.BytesIO(ins.left.value))
+    plain = LinkInspector(ins.labels, ins.links, raw=raw, threshold=ins.threshold.value)
+    assert png.size == Image.open(_io.BytesIO(plain.left.value)).size
+    assert ins.left.value != plain.left.value  # the bar and its label
+    bar = np.asarray(with_scale_bar(Image.new("RGB", (100, 50)), 10.0))
+    assert bar[..., 0].max() == 255 and (bar[:, :, 0] == 255).any(axis=0).sum() >= 20  # 200 nm = 20 px
+    with pytest.raises(ValueError, match="pixel_size"):
+        LinkInspector(ins.labels, ins.links, pixel_size=-1.0)

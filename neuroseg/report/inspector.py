@@ -156,6 +156,25 @@ def inspect_links(
     )
 
 
+def with_scale_bar(picture, pixel_nm: float):
+    """``picture`` (a PIL image) with a white scale bar and its length in the lower left;
+    ``pixel_nm`` is its pixel size in nm. Lengths of 1 µm and more are written in µm."""
+    from PIL import ImageDraw
+
+    from neuroseg.plots import round_length
+
+    out = picture.copy()
+    w, h = out.size
+    length = round_length(w * pixel_nm / 5)
+    pixels = max(1, int(round(length / pixel_nm)))
+    x, y = max(2, w // 20), h - max(6, h // 14)
+    draw = ImageDraw.Draw(out)
+    draw.rectangle([x, y, x + pixels, y + max(2, h // 100)], fill=(255, 255, 255))
+    text = f"{length / 1000:g} µm" if length >= 1000 else f"{length:g} nm"
+    draw.text((x, y - 12), text, fill=(255, 255, 255))
+    return out
+
+
 class LinkInspector:
     """ipywidgets over a volume's linking: z slider, live threshold, object picker, table.
 
@@ -173,6 +192,8 @@ class LinkInspector:
         Decision rule for re-linking (the table's method).
     scale : int
         Pixels per voxel in the shown images.
+    pixel_size : float, optional
+        The y-x pixel size in nm: the images get a scale bar.
 
     Use ``LinkInspector(...).widget`` (or just the object, as a notebook cell's last line).
     The current view is :attr:`view` (an :class:`InspectorView`).
@@ -187,6 +208,7 @@ class LinkInspector:
         threshold: float = 0.5,
         method: str = "graph",
         scale: int = 2,
+        pixel_size: float | None = None,
     ):
         from neuroseg.checks import require_extra
 
@@ -197,6 +219,9 @@ class LinkInspector:
         self.raw = None if raw is None else np.asarray(raw)
         self.method = method
         self.scale = int(scale)
+        if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+            raise ValueError(f"pixel_size must be a positive number of nm; got {pixel_size}")
+        self.pixel_size = pixel_size
         nz = self.labels.shape[0]
         self.z = w.IntSlider(value=0, min=0, max=max(nz - 2, 0), description="z")
         self.threshold = w.FloatSlider(
@@ -241,8 +266,8 @@ class LinkInspector:
         --------
         >>> masks = np.array([[[1, 1, 0, 2]], [[1, 1, 0, 2]]])
         >>> ins = LinkInspector.from_masks(masks, resolution=(40, 10, 10))
-        >>> ins.view.n_objects, ins.method, len(ins.view.links)
-        (2, 'overlap', 2)
+        >>> ins.view.n_objects, ins.method, len(ins.view.links), ins.pixel_size
+        (2, 'overlap', 2, 10.0)
         """
         from neuroseg.data.labels import connected_components_per_slice
         from neuroseg.linking.dropin import link
@@ -251,7 +276,7 @@ class LinkInspector:
                       threshold=threshold, return_result=True)
         segments = connected_components_per_slice(masks)
         return cls(segments, result.links, raw=raw, threshold=float(result.threshold),
-                   method=str(result.method), scale=scale)
+                   method=str(result.method), scale=scale, pixel_size=float(result.resolution[-1]))
 
     def _png(self, image: np.ndarray) -> bytes:
         import io
@@ -259,8 +284,11 @@ class LinkInspector:
         from PIL import Image
 
         big = np.kron(image, np.ones((self.scale, self.scale, 1), np.uint8))
+        picture = Image.fromarray(big)
+        if self.pixel_size is not None:
+            picture = with_scale_bar(picture, self.pixel_size / self.scale)
         buf = io.BytesIO()
-        Image.fromarray(big).save(buf, format="PNG")
+        picture.save(buf, format="PNG")
         return buf.getvalue()
 
     def _update(self, *_) -> None:
