@@ -30,7 +30,7 @@ STEPS := $(basename $(notdir $(NOTEBOOKS)))
 EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
 DIGESTS := $(STEPS:%=$(RUN)/%.digest)
 
-.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study export-models FORCE $(STEPS)
+.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study export-models front-precision FORCE $(STEPS)
 
 help:  ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -88,6 +88,10 @@ SEEDS ?= 1 2
 seeds: $(STAMP)  ## train STEP=NN_name with SEEDS (default 1 2) from nothing; spread of each metric to seeds.csv
 	@test -n "$(STEP)" || { echo "usage: make seeds STEP=10_nucleus_pretraining [SEEDS='1 2']"; exit 2; }
 	$(PY) -m neuroseg.report.verify $(STEP) --profile $(PROFILE) --seeds $(SEEDS)
+
+# Whether bf16 inference lowers the front's validation scores (#24); a few minutes.
+front-precision: $(RUN)/45_front_2d_vs_3d.digest | $(STAMP)  ## bf16 against fp32 inference of the front's best settings on validation
+	$(PY) benchmarks/front_precision.py --profile $(PROFILE)
 
 # ------------------------------------------------------------------ shipped models
 # The trained models of PROFILE (nucleus from 10; the fair fight's EM winners from 45) become

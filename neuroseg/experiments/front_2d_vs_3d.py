@@ -25,7 +25,8 @@ from neuroseg.nets.speed import Speed, accelerate
 from neuroseg.nets.train import default_device
 from neuroseg.segment.volume_3d import predict_affinities
 
-__all__ = ["SPEED_2D", "SPEED_3D", "build_front", "front_verdict_record"]
+__all__ = ["SPEED_2D", "SPEED_3D", "build_front", "front_verdict_record", "precision_check",
+           "winners"]
 
 #: How the networks run in the front unless told otherwise: bf16 autocast, channels-last.
 SPEED_2D = Speed(precision="bf16", channels_last=True, batch_size=8)
@@ -190,3 +191,50 @@ def front_verdict_record(table: pd.DataFrame, *, budget: float | None, device: s
         key = f"{rec['volume']}_{rec['z_nm']:g}nm"
         out.update({f"{key}_{k}": v for k, v in rec.items() if k not in ("volume", "z_nm")})
     return out
+
+
+def winners(choices: pd.DataFrame, *, z_2d: float = 40.0) -> dict:
+    """The front's best settings by validation, from its choices table (the post-processing
+    each setting chose there): ``"2d"``, the 2D setting with the lowest validation CREMI at
+    ``z_2d`` nm, and ``"3d_<z>nm"``, the 3D setting with the lowest at each z spacing; each a
+    row of the table as a dict (``setting``, ``z_nm``, the chosen post-processing, ``cremi``)."""
+    t = choices[choices["chosen"].astype(bool)]
+    out = {}
+    d2 = t[(t["route"] == "2d") & (t["z_nm"] == float(z_2d))].sort_values("cremi", kind="stable")
+    if len(d2):
+        out["2d"] = d2.iloc[0].to_dict()
+    for z, g in t[t["route"] == "3d"].groupby("z_nm"):
+        out[f"3d_{float(z):g}nm"] = g.sort_values("cremi", kind="stable").iloc[0].to_dict()
+    return out
+
+
+def precision_check(model, val_volume, *, route: str, z_nm: float, postprocess: dict,
+                    speeds: Sequence[Speed], device: str | None = None) -> pd.DataFrame:
+    """Does running the network as each of ``speeds`` (e.g. fp32 against bf16 + channels-last)
+    change the validation score? The route (2D: the network's 2D segments scored against the
+    true 2D pieces, as the post-processing was chosen; 3D: the route's segments against the
+    truth) on ``val_volume`` at ``z_nm`` (first z offset), once per speed: CREMI, VOI, ARAND
+    and seconds per megavoxel of the network stage."""
+    from neuroseg.data.labels import connected_components_per_slice
+    from neuroseg.measure.voi_rand import segmentation_scores
+    from neuroseg.segment import front_routes as fr
+
+    device = device or str(default_device())
+    sub = val_volume.subsampled(float(z_nm))
+    rows = []
+    for speed in speeds:
+        net = accelerate(model, speed, device=device)
+        if route == "2d":
+            stages = fr.stages_2d(net, None, resolution=sub.resolution, postprocess=postprocess,
+                                  batch_size=speed.batch_size, device=device)
+            truth = connected_components_per_slice(sub.gt)
+        else:
+            stages = fr.stages_3d(net, postprocess=postprocess, batch_size=speed.batch_size)
+            truth = sub.gt
+        labels, seconds = fr.run_stages(stages, sub.raw, warmup=1, repeats=1, device=device,
+                                        precision=speed.precision)
+        first = next(iter(seconds))
+        rows.append({"route": route, "z_nm": float(z_nm), "speed": speed.label,
+                     **segmentation_scores(truth, labels),
+                     "network_s_per_mvox": seconds[first] / (sub.raw.size / 1e6)})
+    return pd.DataFrame(rows)

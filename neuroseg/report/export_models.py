@@ -136,20 +136,11 @@ def rescore(entry: Mapping, *, shipped: str | os.PathLike | None = None) -> floa
 
 
 def _front_winners(profile: str, device: str) -> dict:
-    """The 2D setting with the best validation CREMI at 40 nm, and the 3D setting with the best
-    at each z spacing, from the post-processings the front chose on validation."""
+    """The front's best settings by validation (:func:`neuroseg.experiments.front_2d_vs_3d.winners`)."""
+    from neuroseg.experiments.front_2d_vs_3d import winners
+
     path = paths.metrics_dir(profile) / f"{FRONT_STEP}_{device}_choices.csv"
-    if not path.is_file():
-        return {}
-    t = pd.read_csv(path)
-    t = t[t["chosen"].astype(bool)]
-    out = {}
-    d2 = t[(t["route"] == "2d") & (t["z_nm"] == 40.0)].sort_values("cremi", kind="stable")
-    if len(d2):
-        out["2d"] = d2.iloc[0].to_dict()
-    for z, g in t[t["route"] == "3d"].groupby("z_nm"):
-        out[f"3d_{float(z):g}nm"] = g.sort_values("cremi", kind="stable").iloc[0].to_dict()
-    return out
+    return winners(pd.read_csv(path)) if path.is_file() else {}
 
 
 def _post(row: Mapping, keys) -> dict:
