@@ -212,6 +212,8 @@ def projection(table: pd.DataFrame) -> pd.DataFrame:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="tiny sizes: check the script runs")
+    parser.add_argument("--consistency-only", action="store_true",
+                        help="only blockwise against whole (blockwise_consistency.csv), minutes")
     args = parser.parse_args(argv)
     import torch
 
@@ -252,6 +254,9 @@ def main(argv=None) -> None:
                     ("3d", 2, (32, 128, 256), b3), ("3d", 2, (64, 256, 512), b3)]
         cons = consistency(raw, gt, res, models, work, blocks=cons_blocks, log=log)
         write_csv(cons, metrics / "blockwise_consistency.csv")
+        if args.consistency_only:
+            print(cons.to_string())
+            return
         table = scaling(raw, res, root, work, runs=runs, log=log)
         one_block = {route: one_block_peak_mb(route, raw, res, block, root, work)
                      for route, block in {r[0]: r[3] for r in runs}.items()}
