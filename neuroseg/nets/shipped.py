@@ -123,6 +123,7 @@ def export_model(
     rebuild: str,
     val_split: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
+    origin: str | None = None,
     dest: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Copy the model folder ``source`` into the shipped models as ``name``, in half precision.
@@ -132,6 +133,7 @@ def export_model(
     also atomically.
     ``val_split`` (JSON: how and on what ``val_value`` was measured, so that it can be measured
     again) goes into the entry and the model's meta; ``meta`` is merged into the model's meta.
+    ``origin`` names where the model came from in the registry (default: ``source``).
     Returns the entry.
 
     Examples
@@ -172,7 +174,7 @@ def export_model(
     entry = {"name": name, "task": task, "pixel_size": [float(s) for s in size.get("size", [])],
              "pixel_unit": size.get("unit"), "val_metric": val_metric, "val_value": float(val_value),
              "val_data": val_data, "val_split": dict(val_split or {}), "rebuild": rebuild,
-             "source": str(source),
+             "source": origin or str(source),
              "bytes": (target / WEIGHTS_FILE).stat().st_size, "sha256": _sha256(target / WEIGHTS_FILE)}
     entries = [e for e in read_registry(root) if e["name"] != name] + [entry]
     write_json(sorted(entries, key=lambda e: e["name"]), root / REGISTRY_FILE)

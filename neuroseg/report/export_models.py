@@ -187,6 +187,7 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
                  "subset": p10["subset"], "tile": int(p10.get("tile", 256))}
         value = score(half_rounded(load_model(nucleus)), split)
         export_model(nucleus, "nucleus", task="nuclei: foreground + contour (2D fluorescence)",
+                     origin=_origin(nucleus),
                      val_metric="AP@0.5 (higher is better)", val_value=value,
                      val_data=f"DSB 2018 validation images ({len(ids)})",
                      rebuild=make.format("10_nucleus_pretraining"), dest=dest, val_split=split)
@@ -218,17 +219,19 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
         value = score(half_rounded(net2), split2,
                       linker=type(linker)(half_rounded(linker.network), linker.calibrations))
         with tempfile.TemporaryDirectory() as tmp:
-            save_linker(linker, Path(tmp) / "linker")
             from neuroseg.nets.folder import save_model
 
+            save_linker(linker, Path(tmp) / "linker")
             save_model(net2, Path(tmp) / "em_2d", meta=net2.meta)
+            _copy_history(front / "linker", Path(tmp) / "linker")
+            _copy_history(front / w2["setting"], Path(tmp) / "em_2d")
             common = dict(val_metric="CREMI of the 2D route at 40 nm (lower is better)",
                           val_value=value, val_data="FIB-25 validation part, every 4th slice",
                           rebuild=rebuild, dest=dest)
-            export_model(Path(tmp) / "em_2d", "em_2d",
+            export_model(Path(tmp) / "em_2d", "em_2d", origin=_origin(front / w2["setting"]),
                          task=f"EM 2D: {w2['setting']} ({post2})", val_split=split2,
                          meta={"front_setting": w2["setting"]}, **common)
-            export_model(Path(tmp) / "linker", "em_linker",
+            export_model(Path(tmp) / "linker", "em_linker", origin=_origin(front / "linker"),
                          task="EM: learned slice linker (z-affinities, calibrated for em_2d at 40 and 10 nm)",
                          val_split=split2, **common)
         done += ["em_2d", "em_linker"]
@@ -250,7 +253,8 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
                 from neuroseg.nets.folder import save_model
 
                 save_model(net3, Path(tmp) / name, meta=net3.meta)
-                export_model(Path(tmp) / name, name,
+                _copy_history(folder, Path(tmp) / name)
+                export_model(Path(tmp) / name, name, origin=_origin(folder),
                              task=f"EM 3D affinities at {z:g} nm: {w3['setting']} ({post3})",
                              val_metric=f"CREMI of the 3D route at {z:g} nm (lower is better)",
                              val_value=value, val_data=f"FIB-25 validation part at {z:g} nm",
@@ -273,6 +277,20 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
             print(f"{package}: bioimageio.core test {status}" + (f" ({', '.join(failed)})" if failed else ""))
     print(f"exported: {', '.join(done) or 'nothing'}")
     return table
+
+
+def _origin(folder: Path) -> str:
+    """A trained model folder's path as the registry records it: relative to the repository."""
+    root = paths.notebooks_dir().parent.resolve()
+    folder = Path(folder).resolve()
+    return str(folder.relative_to(root)) if folder.is_relative_to(root) else str(folder)
+
+
+def _copy_history(src: Path, dst: Path) -> None:
+    import shutil
+
+    if (Path(src) / "history.csv").is_file():
+        shutil.copy2(Path(src) / "history.csv", Path(dst) / "history.csv")
 
 
 def _front_params(profile: str) -> dict:
