@@ -270,3 +270,15 @@ def test_every_measured_claim_says_how_many_seeds_stand_behind_it():
                           "seeds": ["0 1 2"], "mean": [0.8], "sd": [0.01]})
     (c,) = [c for c in results.claims(_metrics(seeds=seeds)) if c.source == "SomaNet"]
     assert c.measured.endswith("(spread over seeds for 10_nucleus_pretraining in seeds.csv; the rest 1 seed)")
+
+
+def test_every_committed_figure_has_a_caption_and_the_page_shows_it(tmp_path, monkeypatch):
+    from neuroseg.report.captions import caption
+
+    figures = sorted(p.stem for p in (paths.reports_dir("full") / "figures").glob("*.png"))
+    assert figures and [f for f in figures if caption(f) is None] == []
+    monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path))
+    (tmp_path / "quick" / "figures").mkdir(parents=True)
+    (tmp_path / "quick" / "figures" / "30_link_scores.png").write_bytes(b"png")
+    text = write_readme({}, profile="quick", machine="m").read_text()
+    assert f"![30_link_scores](figures/30_link_scores.png)\n\n*{caption('30_link_scores')}*" in text

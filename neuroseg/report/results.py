@@ -539,7 +539,14 @@ def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
 
 
 def _figures_md(names: list[str], prefix: str) -> list[str]:
-    return [f"![{n}](figures/{n}.png)" for n in names if n.startswith(prefix)]
+    """Each figure of a section with its caption (:mod:`neuroseg.report.captions`) below it."""
+    from neuroseg.report.captions import caption
+
+    out = []
+    for n in names:
+        if n.startswith(prefix):
+            out += [f"![{n}](figures/{n}.png)", "", f"*{caption(n) or n}*", ""]
+    return out
 
 
 def machine_description() -> str:
