@@ -282,3 +282,22 @@ def test_every_committed_figure_has_a_caption_and_the_page_shows_it(tmp_path, mo
     (tmp_path / "quick" / "figures" / "30_link_scores.png").write_bytes(b"png")
     text = write_readme({}, profile="quick", machine="m").read_text()
     assert f"![30_link_scores](figures/30_link_scores.png)\n\n*{caption('30_link_scores')}*" in text
+
+
+def test_the_page_opens_with_a_summary_and_a_glossary_and_has_no_snake_case_keys(tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path))
+    metrics = _metrics(**{"10_nucleus_pretraining": {"val_pixel_iou": 0.86, "test_precision": 0.90,
+                                                      "test_accuracy": 0.77, "test_ap50": 0.81}})
+    text = write_readme(metrics, profile="quick", machine="m").read_text()
+    assert text.index("## In short") < text.index("## How to read the numbers") < text.index("## The seed")
+    assert "- **SomaNet**: nucleus U-Net: val IoU 0.50, precision 94%, accuracy 74% — **partly reproduced**." in text
+    assert "val IoU 0.86 vs 0.50 met; test precision 90% vs 94% missed; test accuracy 77% vs 74% met" in text
+    assert "| test AP@0.5 | 0.810 | 1 seed |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert not [r for r in rows if re.search(r"\b[a-z0-9]+_[a-z0-9_]+\b", r.split("|")[1])]
+    real = write_readme(load_metrics("full"), profile="quick", machine="m").read_text()
+    headers = [line for k, line in enumerate(real.splitlines()[1:], 1)
+               if real.splitlines()[k - 1].startswith("| ") is False and line.startswith("| ")]
+    assert headers and not [h for h in headers if re.search(r"\b[a-z0-9]+_[a-z0-9_]+\b", h)], headers

@@ -31,6 +31,8 @@ __all__ = [
     "timing_devices",
     "front_devices",
     "seed_spread_text",
+    "readable",
+    "GLOSSARY",
     "claims",
     "claims_table",
     "nucleus_figure",
@@ -104,9 +106,11 @@ def _somanet_claims(metrics) -> list[Claim]:
                       "—", "not measured", "run 10_nucleus_pretraining")]
     ok = [iou >= 0.50, prec >= 0.94, acc >= 0.74]
     verdict = "reproduced" if all(ok) else "partly reproduced" if any(ok) else "not reproduced"
+    parts = [f"val IoU {iou:.2f} vs 0.50", f"test precision {prec:.0%} vs 94%",
+             f"test accuracy {acc:.0%} vs 74%"]
     out.append(Claim(
         "SomaNet", "nucleus U-Net: val IoU 0.50, precision 94%, accuracy 74%",
-        f"DSB 2018 nuclei: val IoU {iou:.2f}, test precision {prec:.0%}, test accuracy {acc:.0%}",
+        "DSB 2018 nuclei: " + "; ".join(f"{p} {'met' if k else 'missed'}" for p, k in zip(parts, ok)),
         verdict,
         "each number against its claim (IoU >= 0.50, precision >= 0.94, accuracy >= 0.74); "
         "the paper's numbers are on its own soma images, ours on DSB 2018 nuclei",
@@ -532,7 +536,7 @@ def _fmt(x, digits: int = 3) -> str:
 
 def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
     cols = list(df.columns)
-    lines = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines = ["| " + " | ".join(readable(str(c)) for c in cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
         lines.append("| " + " | ".join(_fmt(row[c], digits) for c in cols) + " |")
     return "\n".join(lines)
@@ -567,6 +571,56 @@ def machine_description() -> str:
     parts.append(f"{platform.system()} {platform.machine()}")
     parts.append(f"Python {platform.python_version()}, torch {torch.__version__}")
     return ", ".join(parts)
+
+
+#: Each measure in one plain sentence, with its direction; the results page opens with them.
+GLOSSARY = (
+    ("CREMI score", "the geometric mean of VOI (split + merge) and ARAND, the EM segmentation "
+     "challenge's single number; lower is better, 0 is perfect."),
+    ("VOI split / merge", "variation of information, in bits: how much a true neuron is cut into "
+     "pieces (split) and how much different neurons are glued together (merge); lower is better."),
+    ("ARAND", "adapted Rand error, the chance that two voxels are wrongly put together or apart "
+     "(0 to 1); lower is better."),
+    ("AP@0.5", "average precision at IoU 0.5 in the DSB 2018 sense: matched objects / (matched + "
+     "missed + false); higher is better, 1 is perfect."),
+    ("IoU, Dice", "overlap of a predicted and a true mask (intersection over union; Dice = 2 x "
+     "intersection over the sum of sizes); higher is better."),
+    ("precision, recall", "the share of predicted objects that are real, and of real objects "
+     "that are found; higher is better."),
+    ("SEG, DET, TRA, LNK, CHOTA", "the Cell Tracking Challenge's measures of segmentation, "
+     "detection, tracking, linking and their combination (0 to 1); higher is better."),
+    ("g-ratio", "axon diameter over fibre (axon + myelin) diameter, about 0.6–0.7 in healthy "
+     "nerve; the error is the difference between predicted and manual means, lower is better."),
+    ("s/Mvox", "seconds per million voxels, end to end on the stated device; lower is faster."),
+    ("1 seed", "the number comes from one training run; the spread over seeds, where measured, "
+     "is shown as mean ± sd."),
+)
+
+_WORDS = {"ap50": "AP@0.5", "iou": "IoU", "voi": "VOI", "cremi": "CREMI", "arand": "ARAND",
+          "dsb": "DSB", "sem": "SEM", "tem": "TEM", "em": "EM", "gratio": "g-ratio",
+          "mad": "mean abs. difference", "s": "s", "mvox": "Mvox", "um": "µm", "nm": "nm",
+          "n": "number of", "2d": "2D", "3d": "3D", "seg": "SEG", "det": "DET", "tra": "TRA",
+          "lnk": "LNK", "chota": "CHOTA", "ctc": "CTC", "lr": "learning rate", "fg": "foreground",
+          "val": "validation", "uaxon": "unmyelinated axon", "min": "min", "pct": "%"}
+
+
+def readable(key: str) -> str:
+    """A results key as words: ``test_ap50`` → ``test AP@0.5``, ``10nm_2d_s_per_mvox`` →
+    ``10 nm 2D s/Mvox``.
+
+    Examples
+    --------
+    >>> readable("test_ap50"), readable("sem_gratio_mad"), readable("40nm_2d_s_per_mvox")
+    ('test AP@0.5', 'SEM g-ratio mean abs. difference', '40 nm 2D s/Mvox')
+    """
+    import re
+
+    text = key.replace("_s_per_mvox", " s/Mvox").replace("_per_", " per ")
+    words = []
+    for w in re.split(r"[_\s]+", text):
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)(nm|um)", w)
+        words.append(f"{m[1]} {m[2].replace('um', 'µm')}" if m else _WORDS.get(w.lower(), w))
+    return " ".join(w for w in words if w)
 
 
 def seed_spread_text(metrics: Mapping[str, object], head: str, key: str, value=0.0) -> str:
@@ -643,6 +697,14 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
         f"Figures and tables were made on: {machine}; GPU timings, where present, name their "
         "device.",
         "",
+        "## In short",
+        "",
+        *[f"- **{c.source}**: {c.claim} — **{c.verdict}**." for c in claims(metrics)],
+        "",
+        "## How to read the numbers",
+        "",
+        *[f"- **{term}**: {text}" for term, text in GLOSSARY],
+        "",
         "## The seed claims and what we measured",
         "",
         _md_table(claims_table(claims(metrics))[["source", "claim", "measured", "verdict"]]),
@@ -673,7 +735,8 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
         if head and isinstance(metrics.get(head), dict):
             items = [(k, v) for k, v in metrics[head].items() if not isinstance(v, (list, dict))]
             md += ["| result | value | over seeds |", "|---|---|---|"]
-            md += [f"| `{k}` | {_fmt(v)} | {seed_spread_text(metrics, head, k, v)} |" for k, v in items]
+            md += [f"| {readable(k)} | {_fmt(v)} | {seed_spread_text(metrics, head, k, v)} |"
+                   for k, v in items]
             md += [""]
         elif head:
             md += [f"_No results yet: run the step that writes `metrics/{head}.json`._", ""]
