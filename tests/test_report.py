@@ -257,6 +257,7 @@ def test_know_your_neighbour_is_judged_on_the_front_when_there_is_one(tmp_path, 
     assert _verdict(items, "Know Your Neighbour") == ["not reproduced"]
     # the choices table is not a front
     assert results.front_devices({"45_front_2d_vs_3d_cpu_choices": pd.DataFrame(),
+                                  "45_front_2d_vs_3d_cpu_precision": pd.DataFrame({"cremi": [0.5]}),
                                   "45_front_2d_vs_3d_cpu": _front(0.7, 0.5)}) == ["cpu"]
     monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path))
     text = write_readme({"45_front_2d_vs_3d_cpu": _front(0.51, 0.6)}, profile="quick", machine="m").read_text()

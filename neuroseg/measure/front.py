@@ -205,7 +205,11 @@ def front_figure(table: pd.DataFrame, *, z_nm: float, title: str = ""):
             ax.plot(f["s_per_mvox"], f["cremi"], drawstyle="steps-post", marker="o",
                     color=_COLOURS[route], label=f"{_NAMES[route]} (front)")
         ax.set_xscale("log")
+        lo, hi = float(g["s_per_mvox"].min()) / 1.15, float(g["s_per_mvox"].max()) * 1.15
+        ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 20, 50, 100) if lo <= t <= hi]
+        ax.set_xlim(lo, hi)
         ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_xlabel("end to end, seconds per megavoxel")
         ax.set_ylabel("CREMI score (lower is better)")
         ax.set_title(f"{vol}, {z_nm:g} nm z")

@@ -164,9 +164,11 @@ FRONT_PREFIX = "45_front_2d_vs_3d_"
 def front_devices(metrics: Mapping[str, object]) -> list[str]:
     """Device labels with an accuracy-speed front (``45_front_2d_vs_3d_<device>.csv``), CPU
     first."""
+    from neuroseg.measure.front import COLUMNS
+
     devices = [k[len(FRONT_PREFIX):] for k, v in metrics.items()
                if k.startswith(FRONT_PREFIX) and isinstance(v, pd.DataFrame)
-               and not k.endswith("_choices")]
+               and set(COLUMNS) <= set(v.columns)]  # not the choices or the precision tables
     return sorted(devices, key=lambda d: (d != "cpu", d))
 
 
