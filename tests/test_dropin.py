@@ -97,3 +97,15 @@ def test_three_slices_are_not_taken_for_rgb_and_empty_results_warn():
     net.meta = {"target": "fg_contour", "postprocess": {"fg_threshold": 1.0, "seed_threshold": 1.0}}
     with pytest.warns(UserWarning, match="no object found"):
         assert not segment_2d(net, np.zeros((16, 16)), device="cpu").any()
+
+
+def test_a_mask_in_pieces_stays_one_object():
+    """A tool's mask (or a mutex watershed segment) may be in pieces in its slice: it is one
+    object, so the pieces are not split apart before linking."""
+    masks = np.zeros((3, 4, 8), int)
+    masks[:, 0:2, 0:2] = 1
+    masks[:, 2:4, 5:8] = 1  # the same mask, not connected to the first part
+    masks[:, 0:2, 4:6] = 2
+    out = neuroseg.link(masks, resolution=(40, 10, 10))
+    assert out.max() == 2 and len(np.unique(out[:, 0:2, 0:2])) == 1
+    assert out[0, 0, 0] == out[2, 3, 7]

@@ -28,22 +28,25 @@ __all__ = ["METHODS", "compare", "masks_per_slice", "comparison_figure", "shippe
 METHODS = ("overlap", "hungarian", "multicut", "learned")
 
 
-def masks_per_slice(labels: np.ndarray) -> np.ndarray:
-    """``labels`` (z, y, x) cut into the connected pieces of each slice, numbered from 1 in
-    every slice, as a 2D tool numbers its masks.
+def masks_per_slice(labels: np.ndarray, *, pieces: bool = False) -> np.ndarray:
+    """``labels`` (z, y, x) numbered from 1 in every slice, as a 2D tool numbers its masks;
+    with ``pieces`` every connected piece of a label in a slice becomes its own mask (the true
+    neurons cut into their per-slice pieces).
 
     Examples
     --------
     >>> masks_per_slice(np.array([[[5, 5, 0, 7]], [[7, 0, 0, 7]]])).tolist()
+    [[[1, 1, 0, 2]], [[1, 0, 0, 1]]]
+    >>> masks_per_slice(np.array([[[5, 5, 0, 7]], [[7, 0, 0, 7]]]), pieces=True).tolist()
     [[[1, 1, 0, 2]], [[1, 0, 0, 2]]]
     """
     from neuroseg.data.labels import connected_components_per_slice
 
-    pieces = connected_components_per_slice(labels)
-    out = np.zeros(pieces.shape, np.uint32)
-    for z in range(pieces.shape[0]):
-        values, inverse = np.unique(pieces[z], return_inverse=True)
-        out[z] = inverse.reshape(pieces.shape[1:]) + (0 if values[0] == 0 else 1)
+    arr = connected_components_per_slice(labels) if pieces else np.asarray(labels)
+    out = np.zeros(arr.shape, np.uint32)
+    for z in range(arr.shape[0]):
+        values, inverse = np.unique(arr[z], return_inverse=True)
+        out[z] = inverse.reshape(arr.shape[1:]) + (0 if values[0] == 0 else 1)
     return out
 
 

@@ -20,15 +20,43 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import numpy.typing as npt
 
 from neuroseg.checks import check_resolution
-from neuroseg.data.labels import connected_components_per_slice
 from neuroseg.linking.graph import LinkResult
 from neuroseg.linking.multicut import MICRO_SAM_THRESHOLD
 from neuroseg.linking.rules import link_slices
 
-__all__ = ["link"]
+__all__ = ["link", "unique_per_slice"]
+
+
+def unique_per_slice(masks: npt.ArrayLike) -> np.ndarray:
+    """Every mask of every slice its own ID (1..N, slice by slice, in the order of the masks'
+    own IDs): a stack whose IDs restart in every slice becomes one :func:`link` can join.
+    A mask stays whole even where it is not connected in its slice (a tool's mask, or a
+    mutex watershed segment, may be in pieces): the tool said it is one object.
+
+    Examples
+    --------
+    >>> unique_per_slice(np.array([[[1, 0, 1, 2]], [[2, 2, 0, 1]]])).tolist()
+    [[[1, 0, 1, 2]], [[4, 4, 0, 3]]]
+    """
+    arr = np.asarray(masks)
+    if arr.ndim != 3:
+        raise ValueError(f"masks must be a (z, y, x) stack of 2D label images; got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"masks must hold integer labels; got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError("masks hold negative labels; use 0 for background and 1, 2, ... for masks")
+    out = np.zeros(arr.shape, np.uint32)
+    base = 0
+    for z in range(arr.shape[0]):
+        values, inverse = np.unique(arr[z], return_inverse=True)
+        ranks = inverse.reshape(arr.shape[1:]).astype(np.int64) + (0 if values[0] == 0 else 1)
+        out[z] = np.where(ranks > 0, ranks + base, 0)
+        base += int((values != 0).sum())
+    return out
 
 
 def link(
@@ -73,9 +101,9 @@ def link(
     resolution = check_resolution(resolution)
     if resolution is None:
         raise ValueError("resolution=(z, y, x) in nm is required: pass the voxel size of the stack")
-    # every connected piece of every mask in every slice its own ID (1..N, slice by slice),
-    # so that masks numbered from 1 in every slice are told apart
-    segments = connected_components_per_slice(masks)
+    # every mask of every slice its own ID, so that masks numbered from 1 in every slice are
+    # told apart; a mask in pieces stays one segment
+    segments = unique_per_slice(masks)
     if method is None:
         method = "learned" if linker is not None else "overlap"
     if method == "learned":

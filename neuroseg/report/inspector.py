@@ -269,12 +269,11 @@ class LinkInspector:
         >>> ins.view.n_objects, ins.method, len(ins.view.links), ins.pixel_size
         (2, 'overlap', 2, 10.0)
         """
-        from neuroseg.data.labels import connected_components_per_slice
-        from neuroseg.linking.dropin import link
+        from neuroseg.linking.dropin import link, unique_per_slice
 
         result = link(masks, raw, resolution=resolution, method=method, linker=linker,
                       threshold=threshold, return_result=True)
-        segments = connected_components_per_slice(masks)
+        segments = unique_per_slice(masks)
         return cls(segments, result.links, raw=raw, threshold=float(result.threshold),
                    method=str(result.method), scale=scale, pixel_size=float(result.resolution[-1]))
 
