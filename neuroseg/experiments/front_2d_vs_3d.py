@@ -96,7 +96,9 @@ def build_front(
     per segmenter, ``candidates_3d``; ``tolerance`` of :func:`neuroseg.segment.choose.pick`),
     the learned ``linker`` (:func:`neuroseg.segment.front_routes.train_front_linker`; its
     ``linker_cost`` goes into the 2D rows' ``linker_train_*`` columns) is calibrated on the 2D
-    setting's own segments (its threshold among ``link_thresholds``, default all of 30's), and the route is run end to end on every test volume, stage by stage with
+    setting's own segments (its threshold among ``link_thresholds``, default
+    :data:`neuroseg.linking.calibration.THRESHOLDS`), and the route is run end to end on every
+    test volume, stage by stage with
     :func:`neuroseg.measure.timing.benchmark` (``warmup``, median of ``repeats``), the
     networks as ``speed_2d`` / ``speed_3d`` say. A setting with ``init`` ``"pretrained"`` or
     ``"better"`` starts from ``pretrained`` (the 2D EM network; inflated to 3D kernels for the
