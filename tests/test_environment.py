@@ -127,3 +127,12 @@ def test_installed_environment_matches_the_lock():
         if installed is None or installed.split("+", 1)[0] != pinned:
             wrong[name] = (pinned, installed)
     assert wrong == {}, "run `make install` (the .venv differs from requirements.lock)"
+
+
+def test_the_citation_file_and_the_licence_agree_with_the_package():
+    citation = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text())
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert citation["cff-version"] == "1.2.0" and citation["title"].startswith("neuroseg")
+    assert citation["license"] == project["license"]["text"] == "BSD-3-Clause"
+    assert citation["version"] == project["version"]
+    assert "BSD 3-Clause" in (REPO_ROOT / "LICENSE").read_text() or "Redistribution" in (REPO_ROOT / "LICENSE").read_text()
