@@ -10,7 +10,6 @@ writes ``reports[/<profile>]/metrics/45_front_2d_vs_3d_<device>_precision.csv``.
 from __future__ import annotations
 
 import argparse
-import math
 
 import pandas as pd
 
@@ -24,11 +23,6 @@ from neuroseg.nets.speed import Speed
 from neuroseg.pipeline import notebook_parameters
 
 STEP = "45_front_2d_vs_3d"
-
-
-def _post(row: dict, keys) -> dict:
-    return {k: (row[k] if k == "method" else int(row[k]) if k == "min_size" else float(row[k]))
-            for k in keys if k in row and not (isinstance(row[k], float) and math.isnan(row[k]))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(folder / (row["setting"] if route == "2d" else f"{row['setting']}_{z:g}nm"))
         run_as = Speed(**params[f"speed_{route}"])
         speeds = [Speed(batch_size=run_as.batch_size), run_as]
-        post = _post(row, ("threshold", "min_size") if route == "2d" else ("method", "threshold", "min_size"))
-        table = front.precision_check(model, val, route=route, z_nm=z, postprocess=post, speeds=speeds)
+        table = front.precision_check(model, val, route=route, z_nm=z, postprocess=row["postprocess"],
+                                      speeds=speeds)
         tables.append(table.assign(setting=row["setting"]))
         print(table.round(4).to_string(index=False))
     out = io.write_metrics(STEP, pd.concat(tables, ignore_index=True), profile=profile,

@@ -25,8 +25,8 @@ from neuroseg.nets.speed import Speed, accelerate
 from neuroseg.nets.train import default_device
 from neuroseg.segment.volume_3d import predict_affinities
 
-__all__ = ["SPEED_2D", "SPEED_3D", "build_front", "front_verdict_record", "precision_check",
-           "winners"]
+__all__ = ["POSTPROCESS_KEYS", "SPEED_2D", "SPEED_3D", "build_front", "chosen_postprocess",
+           "front_verdict_record", "precision_check", "winners"]
 
 #: How the networks run in the front unless told otherwise: bf16 autocast, channels-last.
 SPEED_2D = Speed(precision="bf16", channels_last=True, batch_size=8)
@@ -195,11 +195,34 @@ def front_verdict_record(table: pd.DataFrame, *, budget: float | None, device: s
     return out
 
 
+#: The post-processing options of each route, as columns of the choices table.
+POSTPROCESS_KEYS = {"2d": ("threshold", "min_size"), "3d": ("method", "threshold", "min_size")}
+
+
+def chosen_postprocess(row) -> dict:
+    """The post-processing options of one row of the choices table (its route's
+    :data:`POSTPROCESS_KEYS` that the row fills), typed as the segmenters take them.
+
+    Examples
+    --------
+    >>> chosen_postprocess({"route": "3d", "method": "mws", "threshold": 0.5, "min_size": float("nan")})
+    {'method': 'mws', 'threshold': 0.5}
+    """
+    out = {}
+    for k in POSTPROCESS_KEYS[row["route"]]:
+        v = row.get(k)
+        if v is None or (isinstance(v, float) and v != v):  # missing or NaN
+            continue
+        out[k] = int(v) if k == "min_size" else v if k == "method" else float(v)
+    return out
+
+
 def winners(choices: pd.DataFrame, *, z_2d: float = 40.0) -> dict:
     """The front's best settings by validation, from its choices table (the post-processing
     each setting chose there): ``"2d"``, the 2D setting with the lowest validation CREMI at
     ``z_2d`` nm, and ``"3d_<z>nm"``, the 3D setting with the lowest at each z spacing; each a
-    row of the table as a dict (``setting``, ``z_nm``, the chosen post-processing, ``cremi``)."""
+    row of the table as a dict (``setting``, ``z_nm``, ``cremi``...) with its
+    ``postprocess`` (:func:`chosen_postprocess`)."""
     t = choices[choices["chosen"].astype(bool)]
     out = {}
     d2 = t[(t["route"] == "2d") & (t["z_nm"] == float(z_2d))].sort_values("cremi", kind="stable")
@@ -207,7 +230,7 @@ def winners(choices: pd.DataFrame, *, z_2d: float = 40.0) -> dict:
         out["2d"] = d2.iloc[0].to_dict()
     for z, g in t[t["route"] == "3d"].groupby("z_nm"):
         out[f"3d_{float(z):g}nm"] = g.sort_values("cremi", kind="stable").iloc[0].to_dict()
-    return out
+    return {k: {**row, "postprocess": chosen_postprocess(row)} for k, row in out.items()}
 
 
 def precision_check(model, val_volume, *, route: str, z_nm: float, postprocess: dict,

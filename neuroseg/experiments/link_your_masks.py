@@ -41,13 +41,9 @@ def masks_per_slice(labels: np.ndarray, *, pieces: bool = False) -> np.ndarray:
     [[[1, 1, 0, 2]], [[1, 0, 0, 2]]]
     """
     from neuroseg.data.labels import connected_components_per_slice
+    from neuroseg.linking.dropin import number_per_slice
 
-    arr = connected_components_per_slice(labels) if pieces else np.asarray(labels)
-    out = np.zeros(arr.shape, np.uint32)
-    for z in range(arr.shape[0]):
-        values, inverse = np.unique(arr[z], return_inverse=True)
-        out[z] = inverse.reshape(arr.shape[1:]) + (0 if values[0] == 0 else 1)
-    return out
+    return number_per_slice(connected_components_per_slice(labels) if pieces else labels)
 
 
 def shipped_2d_masks(model, raw: np.ndarray, *, resolution: Sequence[float], device: str | None = None) -> np.ndarray:

@@ -28,7 +28,30 @@ from neuroseg.linking.graph import LinkResult
 from neuroseg.linking.multicut import MICRO_SAM_THRESHOLD
 from neuroseg.linking.rules import link_slices
 
-__all__ = ["link", "unique_per_slice"]
+__all__ = ["link", "number_per_slice", "unique_per_slice"]
+
+
+def number_per_slice(masks: npt.ArrayLike) -> np.ndarray:
+    """Each slice's masks numbered 1..n in the order of their own IDs, as a 2D tool writes
+    them (uint32; 0 stays background; a mask in pieces keeps one number).
+
+    Examples
+    --------
+    >>> number_per_slice(np.array([[[7, 0, 7, 9]], [[4, 4, 0, 2]]])).tolist()
+    [[[1, 0, 1, 2]], [[2, 2, 0, 1]]]
+    """
+    arr = np.asarray(masks)
+    if arr.ndim != 3:
+        raise ValueError(f"masks must be a (z, y, x) stack of 2D label images; got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"masks must hold integer labels; got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError("masks hold negative labels; use 0 for background and 1, 2, ... for masks")
+    out = np.zeros(arr.shape, np.uint32)
+    for z in range(arr.shape[0]):
+        values, inverse = np.unique(arr[z], return_inverse=True)
+        out[z] = inverse.reshape(arr.shape[1:]) + (0 if values[0] == 0 else 1)
+    return out
 
 
 def unique_per_slice(masks: npt.ArrayLike) -> np.ndarray:
@@ -42,21 +65,10 @@ def unique_per_slice(masks: npt.ArrayLike) -> np.ndarray:
     >>> unique_per_slice(np.array([[[1, 0, 1, 2]], [[2, 2, 0, 1]]])).tolist()
     [[[1, 0, 1, 2]], [[4, 4, 0, 3]]]
     """
-    arr = np.asarray(masks)
-    if arr.ndim != 3:
-        raise ValueError(f"masks must be a (z, y, x) stack of 2D label images; got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"masks must hold integer labels; got dtype {arr.dtype}")
-    if arr.size and arr.min() < 0:
-        raise ValueError("masks hold negative labels; use 0 for background and 1, 2, ... for masks")
-    out = np.zeros(arr.shape, np.uint32)
-    base = 0
-    for z in range(arr.shape[0]):
-        values, inverse = np.unique(arr[z], return_inverse=True)
-        ranks = inverse.reshape(arr.shape[1:]).astype(np.int64) + (0 if values[0] == 0 else 1)
-        out[z] = np.where(ranks > 0, ranks + base, 0)
-        base += int((values != 0).sum())
-    return out
+    out = number_per_slice(masks)
+    counts = out.reshape(len(out), -1).max(axis=1) if out.size else np.zeros(len(out), np.uint32)
+    bases = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.uint32)
+    return np.where(out > 0, out + bases[:, None, None], 0).astype(np.uint32)
 
 
 def link(

@@ -29,7 +29,6 @@ FIB-25 region recorded beside the model (subsampled from slice 0).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -143,16 +142,6 @@ def _front_winners(profile: str, device: str) -> dict:
     return winners(pd.read_csv(path)) if path.is_file() else {}
 
 
-def _post(row: Mapping, keys) -> dict:
-    out = {}
-    for k in keys:
-        v = row.get(k)
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            continue
-        out[k] = int(v) if k == "min_size" else v if k == "method" else float(v)
-    return out
-
-
 def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = None,
                device: str = "cpu", write_table: bool = True, bioimageio: bool = True) -> pd.DataFrame:
     """Export every trained model of ``profile`` that exists (see the module docstring) into
@@ -167,7 +156,7 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
     from neuroseg.experiments import nucleus_pretraining as nuc
     from neuroseg.io import write_csv
     from neuroseg.linking.learned import load_linker, save_linker
-    from neuroseg.nets.folder import load_model
+    from neuroseg.nets.folder import load_model, save_model
     from neuroseg.nets.shipped import export_model, shipped_table
     from neuroseg.pipeline import notebook_parameters
 
@@ -205,7 +194,7 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
                 "max_yx": params.get("max_yx")}
         rebuild = make.format(FRONT_STEP) + " && " + make.format("export-models")
         w2 = winners["2d"]
-        post2 = _post(w2, ("threshold", "min_size"))
+        post2 = w2["postprocess"]
         net2 = load_model(front / w2["setting"])
         net2.meta = {**net2.meta, "postprocess": post2}
         linker = load_linker(front / "linker")
@@ -219,8 +208,6 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
         value = score(half_rounded(net2), split2,
                       linker=type(linker)(half_rounded(linker.network), linker.calibrations))
         with tempfile.TemporaryDirectory() as tmp:
-            from neuroseg.nets.folder import save_model
-
             save_linker(linker, Path(tmp) / "linker")
             save_model(net2, Path(tmp) / "em_2d", meta=net2.meta)
             _copy_history(front / "linker", Path(tmp) / "linker")
@@ -242,7 +229,7 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
             if not key.startswith("3d_"):
                 continue
             z = float(w3["z_nm"])
-            post3 = _post(w3, ("method", "threshold", "min_size"))
+            post3 = w3["postprocess"]
             folder = front / f"{w3['setting']}_{z:g}nm"
             net3 = load_model(folder)
             net3.meta = {**net3.meta, "postprocess": post3}
@@ -250,8 +237,6 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
             value = score(half_rounded(net3), split3)
             name = f"em_3d_{z:g}nm"
             with tempfile.TemporaryDirectory() as tmp:
-                from neuroseg.nets.folder import save_model
-
                 save_model(net3, Path(tmp) / name, meta=net3.meta)
                 _copy_history(folder, Path(tmp) / name)
                 export_model(Path(tmp) / name, name, origin=_origin(folder),
