@@ -94,10 +94,11 @@ front-precision: $(RUN)/45_front_2d_vs_3d.digest | $(STAMP)  ## bf16 against fp3
 	$(PY) benchmarks/front_precision.py --profile $(PROFILE)
 
 # ------------------------------------------------------------------ shipped models
-# The trained models of PROFILE (nucleus from 10; the fair fight's EM winners from 45) become
-# the package's shipped models, scored on their validation data in half precision; writes
+# The trained models of PROFILE (nucleus from 10, soma from 20, axon SEM and TEM from 50, the
+# fair fight's EM winners from 45) become the package's shipped models, scored on their
+# validation data (axon models: test data, where refitted on validation) in half precision; writes
 # neuroseg/models/ and reports/metrics/shipped_models.csv.
-export-models: $(RUN)/10_nucleus_pretraining.digest $(RUN)/45_front_2d_vs_3d.digest  ## copy the trained models into the package (neuroseg/models) with their validation scores
+export-models: $(RUN)/10_nucleus_pretraining.digest $(RUN)/20_neuron_finetuning.digest $(RUN)/45_front_2d_vs_3d.digest $(RUN)/50_axon_myelin.digest  ## copy the trained models into the package (neuroseg/models) with their validation scores
 	$(PY) -m neuroseg.report.export_models --profile $(PROFILE)
 
 # ------------------------------------------------------------------ other

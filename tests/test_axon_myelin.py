@@ -540,7 +540,22 @@ def test_real_samples_and_split(data_root, modality, classes, outputs):
     subjects = {p: {s.id.split("_")[0] for s in v} for p, v in parts.items()}
     assert not subjects["train"] & subjects["test"] and not subjects["val"] & subjects["test"]
     s = parts["test"][0]
+    again = load_samples(modality, "ignored", ids=[s.id])  # by ID, without the split (shipped models)
+    assert [a.id for a in again] == [s.id] and np.array_equal(again[0].labels, s.labels)
     assert set(np.unique(s.labels)) == classes
     assert 0.004 < s.pixel_size < 0.2
     image, labels = network_pair(s, {"sem": 0.1, "tem": 0.01}[modality])
     assert image.shape[1:] == labels.shape
+
+
+def test_dice_mean_is_the_mean_over_classes_of_the_image_means(monkeypatch):
+    samples = [_sample(i, shape=(80, 80)) for i in range(2)]
+    oracle = _Oracle({"target": "classes", "pixel_size_um": 0.1, "modality": "sem"})
+    monkeypatch.setattr("neuroseg.nets.scale.predict", lambda model, x, **kw: torch.softmax(model(torch.from_numpy(x)[None]), 1)[0].detach().numpy())
+    assert axon_myelin.dice_mean(oracle, samples, tile=None) == 1.0
+    net = _net()
+    per_image, _, _ = axon_myelin.evaluate(net, samples, tile=None)
+    expected = np.mean([per_image["dice_axon"].mean(), per_image["dice_myelin"].mean()])
+    assert axon_myelin.dice_mean(net, samples, tile=None) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="no images"):
+        axon_myelin.dice_mean(net, [], tile=None)

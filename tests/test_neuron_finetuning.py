@@ -639,6 +639,9 @@ def test_soma_tiles_are_the_field_cut_at_their_origin(quick_splits, data_root):
         np.testing.assert_allclose(tile.image, full[y0 : y0 + 128, x0 : x0 + 128])
         assert set(tile.masks) == {"mean", "max", "std", "corr"}
     assert sum(len(np.unique(t.labels)) - 1 for t in tiles) > 0
+    again = load_soma_tiles("ignored", regions=[t.meta["region"] for t in tiles])  # without the split
+    assert [t.id for t in again] == [t.id for t in tiles]
+    assert all(np.array_equal(a.image, t.image) for a, t in zip(again, tiles, strict=True))
 
 
 @pytest.mark.data
@@ -677,3 +680,23 @@ def test_isbi_slices_resampled_to_10_nm(quick_splits, data_root):
         assert np.array_equal(s.labels == 0, expected == 1)
         assert 0.1 < float((s.labels == 0).mean()) < 0.4  # membranes are a minority
         assert len(np.unique(s.labels)) > 20
+
+
+def test_soma_accuracy_scores_the_stored_watershed_on_pooled_objects(monkeypatch):
+    """The shipped soma model's score: a 'model' whose foreground is the true objects gets
+    accuracy 1; shifting the truth by more than a radius makes every object a miss."""
+    yy, xx = np.mgrid[:48, :48]
+    samples = []
+    for s, centres in enumerate((((10, 10), (30, 20)), ((12, 34), (36, 12), (36, 36)))):
+        labels = np.zeros((48, 48), np.uint16)
+        for i, (cy, cx) in enumerate(centres, 1):
+            labels[(yy - cy) ** 2 + (xx - cx) ** 2 < 6 ** 2] = i
+        samples.append(Sample(id=f"t{s}", image=(labels > 0).astype(np.float32), labels=labels))
+    model = build_unet({"ndim": 2, "depth": 2, "base_features": 4, "out_channels": 2}, seed=0)
+    model.meta = {"target": "fg_contour", "postprocess": {"fg_threshold": 0.5, "seed_threshold": 0.5,
+                                                           "min_size": 4}}
+    monkeypatch.setattr(neuron_finetuning, "predict",
+                        lambda m, x, **kw: np.stack([x[0], np.zeros_like(x[0])]))
+    assert neuron_finetuning.soma_accuracy(model, samples) == 1.0
+    shifted = [dataclasses.replace(s, labels=np.roll(s.labels, 20, axis=1)) for s in samples]
+    assert neuron_finetuning.soma_accuracy(model, shifted) < 0.5

@@ -145,3 +145,29 @@ def test_a_bioimageio_export_of_a_tiny_model_passes(tiny_source, tmp_path):
                                 test_input=np.random.default_rng(0).random((70, 70)))
     assert check_package(package) == ("passed", [])
     assert sorted(p.name for p in (tmp_path / "bio").iterdir()) == ["tiny.zip"]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_soma_and_axon_models_export_with_a_score_that_comes_back(tmp_path):
+    """The export of 20's soma model and 50's axon models (here the quick profile's): each
+    registry entry records where its score was measured, and scoring it again from that record
+    alone (no split file) gives the same number."""
+    from neuroseg import paths
+    from neuroseg.report import export_models
+
+    models = paths.models_dir("quick")
+    table = paths.metrics_dir("quick") / "50_axon_myelin_comparison.csv"
+    if not ((models / "soma_unet" / "config.json").is_file() and table.is_file()):
+        pytest.skip(f"the quick-profile models are not in {models}: run make reproduce PROFILE=quick")
+    dest, inputs = tmp_path / "shipped", {}
+    done = export_models._export_soma("quick", models, "make {}", dest, inputs)
+    done += export_models._export_axons("quick", models, "make {}", dest, inputs)
+    assert done == ["soma", "axon_sem", "axon_tem"] and sorted(inputs) == sorted(done)
+    for entry in shipped.read_registry(dest):
+        split = entry["val_split"]
+        if entry["name"] == "soma":
+            assert split["scorer"] == "soma_accuracy" and split["regions"]
+        else:  # the quick profile refits too: the validation images were trained on
+            assert split["part"] == "test" and "refit" in entry["val_data"]
+        assert export_models.rescore(entry, shipped=dest) == pytest.approx(entry["val_value"], abs=1e-9)

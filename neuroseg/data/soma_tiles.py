@@ -32,19 +32,24 @@ def soma_image(summaries: dict[str, np.ndarray], image: str) -> np.ndarray:
     return np.mean([normalize(summaries[n]) for n in names], axis=0).astype(np.float32)
 
 
-def load_soma_tiles(part: str, *, image: str = "mean", profile: str | None = None) -> list[Sample]:
+def load_soma_tiles(part: str, *, image: str = "mean", profile: str | None = None,
+                    regions: list[dict] | None = None) -> list[Sample]:
     """The neurofinder tiles of one split part, at the native pixel size.
 
     The summary image is normalised over the whole field (so all tiles share one intensity
     scale) before it is cut. Each sample's ``masks`` holds the same tile of every summary
-    image (for looking at false positives); ``meta`` its origin in the field.
+    image (for looking at false positives); ``meta`` its origin in the field and its
+    ``region`` (``{"tile": ..., "y": [a, b], "x": [c, d]}``). ``regions``, when given, are
+    the tiles to cut instead of the recorded split's ``part`` (what a shipped model records,
+    so that its score can be checked without the split file).
     """
-    split = splits.load_split(SOMA_DATASET, profile=profile)
+    if regions is None:
+        regions = splits.load_split(SOMA_DATASET, profile=profile)["parts"][part]
     path = require(SOMA_DATASET) / "neurofinder_subset.h5"
     field_sample = read_neurofinder(path)
     full = soma_image(field_sample.masks, image)
     out = []
-    for region in split["parts"][part]:
+    for region in regions:
         sl = splits.region_slices(region, axes="yx")
         out.append(
             Sample(
@@ -52,7 +57,8 @@ def load_soma_tiles(part: str, *, image: str = "mean", profile: str | None = Non
                 image=np.ascontiguousarray(full[sl]),
                 labels=np.ascontiguousarray(field_sample.labels[sl]),
                 masks={k: np.ascontiguousarray(normalize(v)[sl]) for k, v in field_sample.masks.items()},
-                meta={"dataset": SOMA_DATASET, "y0": sl[0].start, "x0": sl[1].start, "image": image},
+                meta={"dataset": SOMA_DATASET, "y0": sl[0].start, "x0": sl[1].start, "image": image,
+                      "region": dict(region)},
             )
         )
     if not out:

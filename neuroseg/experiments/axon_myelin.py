@@ -64,6 +64,7 @@ __all__ = [
     "network_pair",
     "make_task",
     "data_table",
+    "dice_mean",
     "Comparison",
     "compare",
     "train_setting",
@@ -115,18 +116,23 @@ def class_names(modality: str) -> tuple[str, ...]:
 
 
 def load_samples(
-    modality: str, part: str, *, max_images: int | None = None, profile: str | None = None
+    modality: str, part: str, *, max_images: int | None = None, profile: str | None = None,
+    ids: Sequence[str] | None = None,
 ) -> list[Sample]:
     """The samples of one part (train/val/test) of the recorded split, at native pixel size.
 
     The split (by animal) is the one ``00_data_preparation`` recorded; ``max_images`` keeps
-    the first few (the quick profile).
+    the first few (the quick profile). ``ids``, when given, are the images to read instead of
+    the split's ``part`` (what a shipped model records, so that its score can be checked
+    without the split file).
     """
     name = DATASETS[_check_modality(modality)]
-    split = splits.load_split(name, profile=profile)
-    if part not in split["parts"]:
-        raise ValueError(f"part must be one of {sorted(split['parts'])}; got {part!r}")
-    ids = list(split["parts"][part])
+    if ids is None:
+        split = splits.load_split(name, profile=profile)
+        if part not in split["parts"]:
+            raise ValueError(f"part must be one of {sorted(split['parts'])}; got {part!r}")
+        ids = split["parts"][part]
+    ids = list(ids)
     if max_images is not None:
         ids = ids[: int(max_images)]
     root = require(name)
@@ -476,6 +482,15 @@ def comparison_row(per_image: pd.DataFrame, pairs: pd.DataFrame) -> dict:
     out["n_images"] = len(per_image)
     out.update(morphometrics.pair_differences(pairs))
     return out
+
+
+def dice_mean(model: UNet, samples: Sequence[Sample], *, tile: int | None = 256) -> float:
+    """Mean Dice over the non-background classes (each the mean over ``samples``): the
+    ``test_dice_mean`` of :func:`compare`, and the score a shipped axon model records."""
+    per_image, _, _ = evaluate(model, samples, tile=tile)
+    if per_image.empty:
+        raise ValueError("no images were given")
+    return float(np.mean([per_image[c].mean() for c in per_image.columns if c.startswith("dice_")]))
 
 
 def choose(table: pd.DataFrame, *, by: str = "val_dice_mean") -> pd.Series:

@@ -56,6 +56,7 @@ __all__ = [
     "learning_curve_settings",
     "probabilities",
     "run_settings",
+    "soma_accuracy",
     "soma_task",
 ]
 
@@ -288,10 +289,14 @@ def choose(table: pd.DataFrame, *, by: str = "val_iou") -> Setting:
 
 def _network_pair(task: Task, s: Sample) -> tuple[np.ndarray, np.ndarray]:
     """(image (1, Y', X'), labels (Y', X')) at the network's scale."""
-    if task.scale == 1.0:
+    return _network_pair_at(s, task.scale)
+
+
+def _network_pair_at(s: Sample, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    if scale == 1.0:
         return s.image[None].astype(np.float32), s.labels
-    image = resample_image(s.image, pixel_size=1.0, target_pixel_size=1.0 / task.scale)
-    labels = resample_labels(s.labels, pixel_size=1.0, target_pixel_size=1.0 / task.scale, shape=image.shape)
+    image = resample_image(s.image, pixel_size=1.0, target_pixel_size=1.0 / scale)
+    labels = resample_labels(s.labels, pixel_size=1.0, target_pixel_size=1.0 / scale, shape=image.shape)
     return image[None], labels
 
 
@@ -384,17 +389,34 @@ def probabilities(task: Task, model: UNet, samples: Sequence[Sample]) -> list[np
     gives ``1 - foreground`` as its boundary map: in EM the cell interiors are the bright
     "objects" and the membranes the dark background.
     """
+    return _probabilities(model, samples, target=task.target, scale=task.scale, tile=task.tile)
+
+
+def _probabilities(model: UNet, samples: Sequence[Sample], *, target: str, scale: float,
+                   tile: int) -> list[np.ndarray]:
     source = (getattr(model, "meta", {}) or {}).get("target", "fg_contour")
     out = []
     for s in samples:
-        x, _ = _network_pair(task, s)
-        p = predict(model, x, tile=(task.tile, task.tile), overlap=32)
+        x, _ = _network_pair_at(s, scale)
+        p = predict(model, x, tile=(tile, tile), overlap=32)
         p = from_model_scale(p, shape=s.image.shape, pixel_size=1.0,
-                             model=PixelSize((1.0 / task.scale,) * 2, "px"))
-        if task.target == "boundaries" and source == "fg_contour":
+                             model=PixelSize((1.0 / scale,) * 2, "px"))
+        if target == "boundaries" and source == "fg_contour":
             p = 1.0 - p[:1]
         out.append(np.clip(p, 0.0, 1.0).astype(np.float32))
     return out
+
+
+def soma_accuracy(model: UNet, samples: Sequence[Sample], *, scale: float = 1.0,
+                  tile: int = 256) -> float:
+    """Object accuracy tp / (tp + fp + fn) at IoU 0.5 of a soma model on ``samples``, pooled,
+    with the watershed options stored in the model (``meta["postprocess"]``, as
+    :func:`finalise` stores them): the score a shipped soma model records."""
+    post = dict((getattr(model, "meta", {}) or {}).get("postprocess") or {})
+    probs = _probabilities(model, samples, target="fg_contour", scale=scale, tile=tile)
+    labels = [instances.labels_from_fg_contour(p[0], p[1], **post) for p in probs]
+    m = matching_dataset([s.labels for s in samples], labels, threshold=0.5, by_image=False)
+    return float(m.accuracy)
 
 
 def pooled_pixel_iou(task: Task, probs: Sequence[np.ndarray], samples: Sequence[Sample], *, threshold: float = 0.5) -> float:

@@ -10,6 +10,11 @@ What is shipped, where it comes from, and how it is scored:
 
 - ``nucleus``: ``10_nucleus_pretraining``'s ``nucleus_unet``; mean AP@0.5 over the DSB 2018
   validation images (their IDs are recorded);
+- ``soma``: ``20_neuron_finetuning``'s ``soma_unet``; object accuracy tp/(tp+fp+fn) at IoU 0.5
+  over the neurofinder validation tiles (their regions are recorded);
+- ``axon_sem`` and ``axon_tem``: ``50_axon_myelin``'s reported model of each modality; mean
+  Dice over the axon/myelin classes, on the test images where that model was refitted on the
+  training and validation images (as 50 does), else on the validation images;
 - ``em_2d`` and ``em_linker``: the fair fight's 2D winner (``45_front_2d_vs_3d``: the 2D
   setting with the best validation CREMI at 40 nm among the post-processings chosen there) and
   its learned linker, calibrated on that network's own segments at 40 and 10 nm; both scored
@@ -19,7 +24,7 @@ What is shipped, where it comes from, and how it is scored:
   with its chosen agglomeration stored; CREMI of the 3D route on the validation part at that
   spacing.
 
-The 2D ones (``nucleus``, ``em_2d``, ``em_linker``) are also written as bioimage.io model
+The 2D ones (``nucleus``, ``soma``, ``axon_*``, ``em_2d``, ``em_linker``) are also written as bioimage.io model
 packages (:mod:`neuroseg.report.bioimageio_export`), each passing bioimageio.core's model test.
 
 A model whose step has not run is left out with a message. The EM validation part is the
@@ -101,13 +106,29 @@ def _score_route_3d(model, split: Mapping, *, linker=None) -> float:
     return float(cremi_score(sub.gt, labels))
 
 
+def _score_soma(model, split: Mapping, *, linker=None) -> float:
+    from neuroseg.data.soma_tiles import load_soma_tiles
+    from neuroseg.experiments.neuron_finetuning import soma_accuracy
+
+    samples = load_soma_tiles("val", image=split["image"], regions=split["regions"])
+    return soma_accuracy(model, samples, scale=float(split["scale"]), tile=int(split["tile"]))
+
+
+def _score_axon(model, split: Mapping, *, linker=None) -> float:
+    from neuroseg.experiments.axon_myelin import dice_mean, load_samples
+
+    samples = load_samples(split["modality"], split["part"], ids=split["ids"])
+    return dice_mean(model, samples, tile=split.get("tile"))
+
+
 SCORERS = {"nucleus_ap50": _score_nucleus, "route_2d_cremi": _score_route_2d,
-           "route_3d_cremi": _score_route_3d}
+           "route_3d_cremi": _score_route_3d, "soma_accuracy": _score_soma,
+           "axon_dice_mean": _score_axon}
 
 
 def score(model, split: Mapping, *, linker=None) -> float:
     """The validation score of ``model`` on the record ``split`` (``split["scorer"]`` names
-    how: ``nucleus_ap50``, ``route_2d_cremi`` or ``route_3d_cremi``)."""
+    how, one of :data:`SCORERS`)."""
     kind = split.get("scorer")
     if kind not in SCORERS:
         raise ValueError(f"unknown scorer {kind!r}; one of {sorted(SCORERS)}")
@@ -184,6 +205,9 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
         bio_inputs["nucleus"] = samples[0].image[None, :256, :256]
     else:
         print(f"nucleus: {nucleus} not trained; run `{make.format('10_nucleus_pretraining')}`")
+
+    done += _export_soma(profile, models, make, dest, bio_inputs)
+    done += _export_axons(profile, models, make, dest, bio_inputs)
 
     winners = _front_winners(profile, device)
     front = models / "front"
@@ -262,6 +286,76 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
             print(f"{package}: bioimageio.core test {status}" + (f" ({', '.join(failed)})" if failed else ""))
     print(f"exported: {', '.join(done) or 'nothing'}")
     return table
+
+
+def _export_soma(profile: str, models: Path, make: str, dest, bio_inputs: dict) -> list[str]:
+    """``soma``: 20's ``soma_unet``, scored by object accuracy on the validation tiles."""
+    from neuroseg.data.soma_tiles import load_soma_tiles
+    from neuroseg.nets.folder import load_model
+    from neuroseg.nets.shipped import export_model
+    from neuroseg.pipeline import notebook_parameters
+
+    step = "20_neuron_finetuning"
+    folder = models / "soma_unet"
+    if not (folder / "config.json").is_file():
+        print(f"soma: {folder} not trained; run `{make.format(step)}`")
+        return []
+    params = notebook_parameters(step, profile)
+    samples = load_soma_tiles("val", image=params["soma_image"], profile=profile)
+    split = {"scorer": "soma_accuracy", "image": params["soma_image"],
+             "scale": float(params["soma_scale"]), "tile": int(params["tile"]),
+             "regions": [s.meta["region"] for s in samples]}
+    value = score(half_rounded(load_model(folder)), split)
+    export_model(folder, "soma", task="somata: foreground + contour (2P summary image, neurofinder)",
+                 origin=_origin(folder), val_split=split,
+                 val_metric="object accuracy tp/(tp+fp+fn) at IoU 0.5 (higher is better)",
+                 val_value=value, val_data=f"neurofinder validation tiles ({len(samples)})",
+                 rebuild=make.format(step) + " && " + make.format("export-models"), dest=dest)
+    image = samples[0].image
+    bio_inputs["soma"] = image[None, :256, :256]
+    return ["soma"]
+
+
+def _export_axons(profile: str, models: Path, make: str, dest, bio_inputs: dict) -> list[str]:
+    """``axon_sem`` and ``axon_tem``: 50's reported model of each modality (the candidate
+    chosen on validation, refitted on training + validation images where 50 refits), scored
+    by mean Dice over the non-background classes: on the validation images, or on the test
+    images when the refit has trained on the validation images."""
+    from neuroseg.experiments.axon_myelin import load_samples
+    from neuroseg.nets.folder import load_model
+    from neuroseg.nets.shipped import export_model
+    from neuroseg.pipeline import notebook_parameters
+
+    step = "50_axon_myelin"
+    table_path = paths.metrics_dir(profile) / f"{step}_comparison.csv"
+    if not table_path.is_file():
+        print(f"axon_sem, axon_tem: no {table_path.name}; run `{make.format(step)}`")
+        return []
+    table = pd.read_csv(table_path)
+    params = notebook_parameters(step, profile)
+    done = []
+    for row in table[table["final"]].itertuples():
+        folder = models / f"axon_myelin_{row.modality}" / str(row.setting)
+        if not (folder / "config.json").is_file():
+            print(f"axon_{row.modality}: {folder} missing; run `{make.format(step)}`")
+            continue
+        part = "test" if row.train_on == "train+val" else "val"
+        ids = [s.id for s in load_samples(row.modality, part, profile=profile)]
+        split = {"scorer": "axon_dice_mean", "modality": row.modality, "part": part, "ids": ids,
+                 "tile": params.get("tile")}
+        value = score(half_rounded(load_model(folder)), split)
+        why = " (the refit trained on the validation images)" if part == "test" else ""
+        name = f"axon_{row.modality}"
+        export_model(folder, name, task=f"axon/myelin {row.modality.upper()}: {row.name}",
+                     origin=_origin(folder), val_split=split,
+                     val_metric="mean Dice over the axon/myelin classes (higher is better)",
+                     val_value=value,
+                     val_data=f"AxonDeepSeg {row.modality.upper()} {part} images ({len(ids)}){why}",
+                     rebuild=make.format(step) + " && " + make.format("export-models"), dest=dest)
+        image = load_samples(row.modality, part, ids=ids[:1])[0].image
+        bio_inputs[name] = image[None, :256, :256]
+        done.append(name)
+    return done
 
 
 def _origin(folder: Path) -> str:
