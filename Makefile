@@ -30,7 +30,7 @@ STEPS := $(basename $(notdir $(NOTEBOOKS)))
 EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
 DIGESTS := $(STEPS:%=$(RUN)/%.digest)
 
-.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study export-models front-precision FORCE $(STEPS)
+.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study notebooks-by-hand export-models front-precision FORCE $(STEPS)
 
 help:  ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -100,6 +100,13 @@ front-precision: $(RUN)/45_front_2d_vs_3d.digest | $(STAMP)  ## bf16 against fp3
 # neuroseg/models/ and reports/metrics/shipped_models.csv.
 export-models: $(RUN)/10_nucleus_pretraining.digest $(RUN)/20_neuron_finetuning.digest $(RUN)/45_front_2d_vs_3d.digest $(RUN)/50_axon_myelin.digest  ## copy the trained models into the package (neuroseg/models) with their validation scores
 	$(PY) -m neuroseg.report.export_models --profile $(PROFILE)
+
+# Every notebook opened by hand (#28): nbclient on the installed kernel, profile = None (so the
+# quick profile), artifacts and reports in a fresh temporary folder; about twice the quick chain.
+notebooks-by-hand: reports/metrics/notebooks_by_hand.csv  ## run every notebook as JupyterLab does, unchanged; reports/metrics/notebooks_by_hand.csv
+
+reports/metrics/notebooks_by_hand.csv: benchmarks/notebooks_by_hand.py $(wildcard notebooks/*.ipynb) notebooks/params/quick.yml $(PACKAGE_SOURCES) | $(STAMP)
+	$(PY) benchmarks/notebooks_by_hand.py
 
 # ------------------------------------------------------------------ other
 lab: $(STAMP)  ## open the notebooks in JupyterLab

@@ -98,6 +98,119 @@ def notebook_parameters(name: str, profile: str) -> dict:
     return params
 
 
+#: The profile a notebook opened by hand runs when ``NEUROSEG_PROFILE`` is not set: minutes.
+HAND_PROFILE = "quick"
+
+
+def upstream(name: str) -> list[str]:
+    """Every step ``name`` reads from, directly or through others, in execution order.
+
+    >>> upstream("00_data_preparation")
+    []
+    """
+    seen: set[str] = set()
+    todo = list(notebook_needs(name))
+    while todo:
+        step = todo.pop()
+        if step not in seen:
+            seen.add(step)
+            todo += notebook_needs(step)
+    return sorted(seen)
+
+
+def hand_parameters(name: str, profile: str | None) -> dict:
+    """The parameters of notebook ``name`` when it was opened by hand, else nothing.
+
+    Every notebook calls this right after its ``parameters`` cell and puts the result into
+    its namespace. Under papermill (``make``) ``profile`` is set and every parameter injected:
+    the result is ``{}``. Opened by hand, the cell has ``profile = None``; then
+
+    - the profile is ``$NEUROSEG_PROFILE``, else :data:`HAND_PROFILE` (the quick one), and
+      the result is that profile's parameters from ``notebooks/params/<profile>.yml``, the
+      same values papermill injects;
+    - steps it reads from that have not run for this profile run first, through the pipeline
+      (the quick chain takes minutes; for the full profile they are refused, since they train
+      for hours: run ``make <step>``);
+    - a run of the full profile writes its figures and tables under
+      ``artifacts/full/by_hand/reports/`` (with a copy of the committed tables, which later
+      steps read) instead of the committed ``reports/``; only ``make reproduce`` writes
+      there. The quick profile's reports go to the git-ignored ``reports/quick/``.
+
+    It prints what it chose, as the notebook's first output.
+    """
+    if profile is not None:
+        return {}
+    chosen = os.environ.get("NEUROSEG_PROFILE") or HAND_PROFILE
+    if chosen not in paths.PROFILES:
+        raise ValueError(f"NEUROSEG_PROFILE={chosen!r} is no profile; use one of {list(paths.PROFILES)}")
+    params = notebook_parameters(name, chosen)
+    lines = [f"{name} opened by hand: profile {chosen!r} "
+             f"({'$NEUROSEG_PROFILE' if os.environ.get('NEUROSEG_PROFILE') else 'the default by hand'}), "
+             f"parameters from notebooks/params/{chosen}.yml"]
+    committed = REPO_ROOT / "reports"
+    if paths.reports_dir(chosen).resolve() == committed.resolve():
+        import shutil
+
+        target = paths.artifacts_dir(chosen) / "by_hand" / "reports"
+        if not (target / "metrics").exists() and (committed / "metrics").is_dir():
+            tmp = target.parent / ".reports.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(committed / "metrics", tmp / "metrics")
+            os.replace(tmp, target)
+        os.environ["NEUROSEG_REPORTS"] = str(target)
+    lines.append(f"figures and tables go to {_shown(paths.reports_dir(chosen))} "
+                 f"(not the committed reports/); models to {_shown(paths.models_dir(chosen))}")
+    missing = [s for s in upstream(name) if not (paths.runs_dir(chosen) / f"{s}.ipynb").exists()]
+    if missing and chosen == paths.DEFAULT_PROFILE:
+        raise RuntimeError(
+            f"{name} reads from {missing}, which have not run for the {chosen!r} profile and "
+            f"train for hours: run `make {missing[-1]} PROFILE={chosen}` first, or open the "
+            f"notebook without NEUROSEG_PROFILE for the quick profile")
+    if missing:
+        lines.append(f"running the steps it reads from first: {', '.join(missing)}")
+    print("\n".join(lines), flush=True)
+    for step in missing:
+        run_notebook(step, chosen)
+    return params
+
+
+def run_by_hand(name: str, *, timeout: int = 1800, env: dict | None = None) -> dict:
+    """Run notebook ``name`` top to bottom as a person does in JupyterLab: the committed file,
+    unchanged, on the installed ``python3`` kernel (``nbclient``), with ``profile = None``; the
+    notebook is not saved. ``env`` replaces environment variables of the kernel (a value of
+    ``None`` removes one). Returns ``{"notebook", "seconds", "first_output"}``; a failing
+    cell raises ``nbclient``'s ``CellExecutionError``."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    old = {k: os.environ.get(k) for k in (env or {})}
+    try:
+        for k, v in (env or {}).items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        start = time.perf_counter()
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        seconds = time.perf_counter() - start
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    texts = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+             if o.get("output_type") == "stream"]
+    return {"notebook": name, "seconds": round(seconds, 1), "first_output": texts[0] if texts else ""}
+
+
+def _shown(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def write_params(name: str, profile: str) -> Path:
     """Write a notebook's parameters to the artifacts only when they changed."""
     import yaml
