@@ -302,3 +302,13 @@ def test_the_page_opens_with_a_summary_and_a_glossary_and_has_no_snake_case_keys
     headers = [line for k, line in enumerate(real.splitlines()[1:], 1)
                if real.splitlines()[k - 1].startswith("| ") is False and line.startswith("| ")]
     assert headers and not [h for h in headers if re.search(r"\b[a-z0-9]+_[a-z0-9_]+\b", h)], headers
+
+
+def test_a_spread_written_by_make_seeds_reaches_the_results_page():
+    """``make seeds`` names a metric ``<headline file>:<key>`` (as verify does); the page finds it."""
+    seeds = pd.DataFrame({"step": ["10_nucleus_pretraining"],
+                          "metric": ["10_nucleus_pretraining:test_ap50"],
+                          "seeds": ["0 1 2"], "mean": [0.8], "sd": [0.01]})
+    text = results.seed_spread_text({"seeds": seeds}, "10_nucleus_pretraining", "test_ap50", 0.81)
+    assert text == "0.800 ± 0.010 (3 seeds)"
+    assert results.seed_spread_text({"seeds": seeds}, "10_nucleus_pretraining", "test_dsb_score") == "1 seed"

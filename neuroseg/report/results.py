@@ -632,7 +632,7 @@ def seed_spread_text(metrics: Mapping[str, object], head: str, key: str, value=0
 
     Examples
     --------
-    >>> seeds = pd.DataFrame({"step": ["10_x"], "metric": ["test_ap50"], "seeds": ["0 1 2"],
+    >>> seeds = pd.DataFrame({"step": ["10_x"], "metric": ["10_x:test_ap50"], "seeds": ["0 1 2"],
     ...                       "mean": [0.81], "sd": [0.012]})
     >>> seed_spread_text({"seeds": seeds}, "10_x", "test_ap50"), seed_spread_text({}, "10_x", "test_ap50")
     ('0.810 ± 0.012 (3 seeds)', '1 seed')
@@ -644,7 +644,8 @@ def seed_spread_text(metrics: Mapping[str, object], head: str, key: str, value=0
     step = head.split("_summary")[0].split("_headline")[0]
     seeds = metrics.get("seeds")
     if isinstance(seeds, pd.DataFrame) and len(seeds):
-        row = seeds[(seeds["step"].astype(str) == step) & (seeds["metric"] == key)]
+        # seeds.csv names a metric as verify does, "<headline file>:<key>"
+        row = seeds[(seeds["step"].astype(str) == step) & seeds["metric"].isin([f"{head}:{key}", key])]
         if len(row):
             r = row.iloc[0]
             n = len(str(r["seeds"]).split())
