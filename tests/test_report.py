@@ -270,7 +270,7 @@ def test_every_measured_claim_says_how_many_seeds_stand_behind_it():
     seeds = pd.DataFrame({"step": ["10_nucleus_pretraining"], "metric": ["test_ap50"],
                           "seeds": ["0 1 2"], "mean": [0.8], "sd": [0.01]})
     (c,) = [c for c in results.claims(_metrics(seeds=seeds)) if c.source == "SomaNet"]
-    assert c.measured.endswith("(spread over seeds for 10_nucleus_pretraining in seeds.csv; the rest 1 seed)")
+    assert c.measured.endswith("(spread over seeds for 10_nucleus_pretraining (seeds tables); the rest 1 seed)")
 
 
 def test_every_committed_figure_has_a_caption_and_the_page_shows_it(tmp_path, monkeypatch):

@@ -48,7 +48,10 @@ __all__ = [
 
 def load_metrics(profile: str | None = None) -> dict[str, object]:
     """Every result file of ``reports[/<profile>]/metrics``: JSON as dicts, CSV as
-    DataFrames, keyed by file name without extension (e.g. ``"40_timing_cpu"``)."""
+    DataFrames, keyed by file name without extension (e.g. ``"40_timing_cpu"``); ``"seeds"``
+    holds every recorded spread over seeds (:func:`neuroseg.report.verify.seed_tables`)."""
+    from neuroseg.report.verify import seed_tables
+
     out: dict[str, object] = {}
     folder = paths.metrics_dir(profile)
     if not folder.is_dir():
@@ -58,6 +61,9 @@ def load_metrics(profile: str | None = None) -> dict[str, object]:
             out[p.stem] = read_json(p)
         elif p.suffix == ".csv":
             out[p.stem] = pd.read_csv(p)
+    seeds = seed_tables(folder)
+    if len(seeds):
+        out["seeds"] = seeds
     return out
 
 
@@ -331,14 +337,14 @@ CLAIM_STEPS = {"SomaNet": ("10_nucleus_pretraining", "20_neuron_finetuning"),
 
 
 def _seed_note(metrics: Mapping[str, object], source: str) -> str:
-    """How many seeds stand behind a claim's numbers: the steps with a spread in
-    ``seeds.csv``, or "1 seed"."""
+    """How many seeds stand behind a claim's numbers: the steps with a recorded spread
+    (``seeds.csv`` or the step's ``_seeds.csv``), or "1 seed"."""
     seeds = metrics.get("seeds")
     steps = CLAIM_STEPS.get(source, ())
     have = sorted(set(seeds["step"].astype(str)) & set(steps)) if isinstance(seeds, pd.DataFrame) else []
     if not have:
         return "1 seed"
-    return "spread over seeds for " + ", ".join(have) + " in seeds.csv; the rest 1 seed"
+    return "spread over seeds for " + ", ".join(have) + " (seeds tables); the rest 1 seed"
 
 
 def claims(metrics: Mapping[str, object]) -> list[Claim]:

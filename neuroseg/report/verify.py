@@ -8,7 +8,8 @@ Times, memory and counts are not compared. A metric is *within* when
 
     |fresh - committed| <= max(3 * sd over seeds, the metric's absolute tolerance)
 
-(:data:`TOLERANCES`; ``sd`` from ``reports/metrics/seeds.csv`` where that records it, else only
+(:data:`TOLERANCES`; ``sd`` from ``reports/metrics/seeds.csv`` or the step's own
+``<step>_seeds.csv`` where they record it (:func:`seed_tables`), else only
 the tolerance applies). ``--record`` writes the rows to ``reports/metrics/reproducibility.csv``
 (columns ``step, metric, committed, fresh, sd, within, machine``), replacing the step's earlier
 rows. Exit status 1 when a metric is outside, naming it.
@@ -33,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from neuroseg import io, machine, paths, pipeline
+from neuroseg.measure.seeds import SEED_COLUMNS, spread_table
 
 #: Absolute tolerance per metric (by regular expression on its key; the first match counts).
 TOLERANCES = (
@@ -96,10 +98,7 @@ def quality_metrics(metrics_dir: Path, step: str) -> dict[str, float]:
 
 
 def _seed_sd(step: str) -> dict[str, float]:
-    path = paths.metrics_dir() / "seeds.csv"
-    if not path.exists():
-        return {}
-    table = pd.read_csv(path)
+    table = seed_tables()
     table = table[table["step"] == step]
     return dict(zip(table["metric"], table["sd"], strict=True))
 
@@ -191,26 +190,28 @@ def fresh_metrics(step: str, *, profile: str = "full", keep: bool = False,
     return fresh
 
 
-SEED_COLUMNS = ["step", "metric", "seeds", "values", "mean", "sd", "machine"]
-
-
 def seed_spread(step: str, seeds: list[int], *, profile: str = "full") -> pd.DataFrame:
     """Each quality metric of ``step`` over the committed run (its own seed) and fresh runs
-    with ``seeds``: the values, their mean and sample standard deviation."""
+    with ``seeds``: the values, their mean and sample standard deviation
+    (:func:`neuroseg.measure.seeds.spread_table`)."""
     own = pipeline.notebook_parameters(step, profile).get("seed")
     runs = {own: quality_metrics(paths.metrics_dir(profile), step)}
     for seed in seeds:
         if seed == own:
             raise ValueError(f"seed {seed} is the committed run's own seed; pass other seeds")
         runs[seed] = fresh_metrics(step, profile=profile, overrides={"seed": int(seed)})
-    rows = []
-    for metric in sorted(runs[own]):
-        values = [runs[s].get(metric, math.nan) for s in runs]
-        series = pd.Series(values, dtype=float)
-        rows.append({"step": step, "metric": metric, "seeds": " ".join(map(str, runs)),
-                     "values": " ".join(f"{v:.6g}" for v in values), "mean": series.mean(),
-                     "sd": series.std(ddof=1), "machine": machine_name()})
-    return pd.DataFrame(rows, columns=SEED_COLUMNS)
+    return spread_table(step, runs, machine=machine_name())
+
+
+def seed_tables(metrics_dir: Path | None = None) -> pd.DataFrame:
+    """Every recorded spread: ``seeds.csv`` (``make seeds``) and each step's own
+    ``<step>_seeds.csv``; where both have a metric, ``seeds.csv`` (more seeds, whole step)."""
+    folder = Path(metrics_dir) if metrics_dir is not None else paths.metrics_dir()
+    files = [folder / "seeds.csv"] + sorted(folder.glob("[0-9][0-9]_*_seeds.csv"))
+    tables = [pd.read_csv(f, dtype={"step": str}) for f in files if f.is_file()]
+    if not tables:
+        return pd.DataFrame(columns=SEED_COLUMNS)
+    return pd.concat(tables, ignore_index=True).drop_duplicates(["step", "metric"], keep="first")
 
 
 def record(table: pd.DataFrame, *, profile: str = "full", name: str = "reproducibility.csv") -> Path:
