@@ -21,7 +21,7 @@ import os
 import platform
 from typing import Any
 
-__all__ = ["CPU_FLAGS", "cpu_flags", "cpu_model", "describe", "set_threads"]
+__all__ = ["CPU_FLAGS", "cpu_flags", "cpu_model", "describe", "one_line", "set_threads"]
 
 #: CPU features that select different numerical kernels (recorded when present).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -95,3 +95,14 @@ def describe(device: str | None = None) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
     }
     return facts
+
+
+def one_line(device: str | None = None) -> str:
+    """:func:`describe` as one line, for a table's ``machine`` column.
+
+    >>> "cores" in one_line() and "torch" in one_line()
+    True
+    """
+    facts = describe(device)
+    return (f"{facts['cpu']} ({facts['cores']} cores, {facts['threads']} threads; "
+            f"{' '.join(facts['cpu_flags']) or 'no listed flags'}; torch {facts['torch']})")

@@ -700,3 +700,29 @@ def test_soma_accuracy_scores_the_stored_watershed_on_pooled_objects(monkeypatch
     assert neuron_finetuning.soma_accuracy(model, samples) == 1.0
     shifted = [dataclasses.replace(s, labels=np.roll(s.labels, 20, axis=1)) for s in samples]
     assert neuron_finetuning.soma_accuracy(model, shifted) < 0.5
+
+
+def test_seed_spread_puts_the_headline_seed_first_and_names_metrics_as_verify_does(tmp_path):
+    task = _task("soma", tmp_path, tmp_path)
+    chosen = neuron_finetuning.Setting(seed=0)
+    headline = {"soma_test_iou": 0.8, "soma_test_precision": 0.9, "soma_test_recall": 0.7,
+                "soma_test_f1": 0.79, "soma_test_accuracy": 0.65}
+    runs = pd.DataFrame([{"seed": s, "test_iou": v, "test_precision": 0.9, "test_recall": 0.7,
+                          "test_f1": 0.79, "test_accuracy": 0.65} for s, v in ((1, 0.7), (2, 0.9))])
+    table = neuron_finetuning.seed_spread("20_x", headline, {"soma": (task, chosen, runs)}, machine="m")
+    row = table.set_index("metric").loc["20_x:soma_test_iou"]
+    assert row["seeds"] == "0 1 2" and row["values"] == "0.8 0.7 0.9"
+    assert row["mean"] == pytest.approx(0.8) and row["sd"] == pytest.approx(0.1)
+    assert table.set_index("metric").loc["20_x:soma_test_precision", "sd"] == 0.0
+    assert len(table) == 5
+
+
+def test_seed_runs_train_only_the_other_seeds_of_the_chosen_setting(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(neuron_finetuning, "run_settings",
+                        lambda task, settings, detailed=False: seen.append((settings, detailed)) or "table")
+    chosen = neuron_finetuning.Setting(lr=0.003, seed=0)
+    assert neuron_finetuning.seed_runs(_task("soma", tmp_path, tmp_path), chosen, [0, 1, 2]) == "table"
+    ((settings, detailed),) = seen
+    assert detailed and [s.seed for s in settings] == [1, 2]
+    assert all(dataclasses.replace(s, seed=0) == chosen for s in settings)

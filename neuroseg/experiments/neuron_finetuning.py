@@ -56,6 +56,8 @@ __all__ = [
     "learning_curve_settings",
     "probabilities",
     "run_settings",
+    "seed_runs",
+    "seed_spread",
     "soma_accuracy",
     "soma_task",
 ]
@@ -519,6 +521,43 @@ def run_settings(task: Task, settings: Sequence[Setting], *, detailed: bool = Fa
         model, history = train_setting(task, s)
         rows.append(evaluate_model(task, model, setting=s, history=history, detailed=detailed))
     return pd.DataFrame(rows)
+
+
+#: The columns of a detailed :func:`run_settings` row that are the headline's test numbers,
+#: and their names in the headline (``<task>_<name>``).
+HEADLINE_TEST = {
+    "fg_contour": {"test_iou": "test_iou", "test_precision": "test_precision",
+                   "test_recall": "test_recall", "test_f1": "test_f1", "test_accuracy": "test_accuracy"},
+    "boundaries": {"test_iou": "test_boundary_iou", "test_voi_split": "test_voi_split",
+                   "test_voi_merge": "test_voi_merge", "test_arand": "test_arand",
+                   "test_cremi": "test_cremi"},
+}
+
+
+def seed_runs(task: Task, chosen: Setting, seeds: Sequence[int]) -> pd.DataFrame:
+    """The chosen setting trained again with each of ``seeds`` (its own seed left out: that
+    run is the headline's), scored as the headline is (:func:`run_settings`, detailed)."""
+    others = [dataclasses.replace(chosen, seed=int(s)) for s in seeds if int(s) != chosen.seed]
+    return run_settings(task, others, detailed=True)
+
+
+def seed_spread(step: str, headline: dict, runs: dict[str, tuple[Task, Setting, pd.DataFrame]], *,
+                machine: str = "") -> pd.DataFrame:
+    """The spread over seeds of the headline's test numbers, in the table of
+    :mod:`neuroseg.measure.seeds` (``metric`` is ``<step>:<task>_<name>``): the headline's own
+    seed first, then the runs of :func:`seed_runs`. ``runs`` maps a task name (the headline's
+    prefix) to (task, chosen setting, seed runs)."""
+    from neuroseg.measure.seeds import spread_table
+
+    by_seed: dict[int, dict[str, float]] = {}
+    for name, (task, chosen, table) in runs.items():
+        names = HEADLINE_TEST[task.target]
+        own = by_seed.setdefault(chosen.seed, {})
+        own.update({f"{step}:{name}_{v}": float(headline[f"{name}_{v}"]) for v in names.values()})
+        for row in table.itertuples():
+            values = by_seed.setdefault(int(row.seed), {})
+            values.update({f"{step}:{name}_{v}": float(getattr(row, k)) for k, v in names.items()})
+    return spread_table(step, by_seed, machine=machine)
 
 
 def finalise(task: Task, setting: Setting, folder: str | Path) -> tuple[UNet, dict, pd.DataFrame]:

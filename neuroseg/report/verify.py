@@ -132,9 +132,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 
 def machine_name() -> str:
-    facts = machine.describe()
-    return f"{facts['cpu']} ({facts['cores']} cores, {facts['threads']} threads; " \
-           f"{' '.join(facts['cpu_flags']) or 'no listed flags'}; torch {facts['torch']})"
+    return machine.one_line()
 
 
 def verify(step: str, *, profile: str = "full", keep: bool = False) -> pd.DataFrame:
