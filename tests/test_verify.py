@@ -78,3 +78,27 @@ def test_the_quick_nucleus_step_comes_back_from_scratch_on_this_machine():
     assert spread["sd"].notna().all() and (spread["sd"] >= 0).all()
     with pytest.raises(ValueError, match="own seed"):
         verify.seed_spread("10_nucleus_pretraining", [0], profile="quick")
+
+
+def test_a_fresh_run_gets_only_what_the_steps_before_it_wrote(tmp_path, monkeypatch):
+    """The temporary copy holds splits, parameters, executed notebooks and the recorded outputs
+    of the steps before (for 10: 00's), not other steps' outputs (60's gigabytes of tracking)."""
+    import json
+
+    monkeypatch.setenv("NEUROSEG_ARTIFACTS", str(tmp_path / "art"))
+    art = paths.artifacts_dir("quick")
+    for rel in ("splits/dsb.json", "params/10_nucleus_pretraining.yml", "models/from00/weights.pt",
+                "tracking/huge.tif", "models/other/weights.pt"):
+        (art / rel).parent.mkdir(parents=True, exist_ok=True)
+        (art / rel).write_text(rel)
+    (art / "runs").mkdir()
+    (art / "runs" / "00_data_preparation.outputs.json").write_text(json.dumps(
+        {"outputs": [str(art / "models/from00/weights.pt"), "reports/quick/metrics/x.json"]}))
+    verify._copy_upstream("10_nucleus_pretraining", "quick", tmp_path / "copy")
+    got = sorted(str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*") if p.is_file())
+    assert got == ["models/from00/weights.pt", "params/10_nucleus_pretraining.yml",
+                   "runs/00_data_preparation.outputs.json", "splits/dsb.json"]
+    # a step before it without a record: everything is copied
+    (art / "runs" / "00_data_preparation.outputs.json").unlink()
+    verify._copy_upstream("10_nucleus_pretraining", "quick", tmp_path / "all")
+    assert (tmp_path / "all" / "tracking" / "huge.tif").is_file()

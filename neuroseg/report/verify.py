@@ -131,6 +131,29 @@ def _copy_tree(src: Path, dst: Path) -> None:
                         ignore=shutil.ignore_patterns("quick") if src.name == "reports" else None)
 
 
+def _copy_upstream(step: str, profile: str, dest: Path) -> None:
+    """Copy into ``dest`` the artifacts ``step`` can read: splits, parameters, executed
+    notebooks and the recorded outputs of the steps before it (not, say, another step's
+    gigabytes of tracking results). A step before it without a record: everything."""
+    artifacts = paths.artifacts_dir(profile)
+    files: list[Path] = []
+    for before in pipeline.upstream(step):
+        manifest = paths.runs_dir(profile) / f"{before}.outputs.json"
+        if not manifest.is_file():
+            _copy_tree(artifacts, dest)
+            return
+        for rel in json.loads(manifest.read_text()).get("outputs", []):
+            path = Path(rel) if Path(rel).is_absolute() else paths.REPO_ROOT / rel
+            if path.is_relative_to(artifacts) and path.is_file():
+                files.append(path)
+    for sub in ("splits", "params", "runs"):
+        _copy_tree(artifacts / sub, dest / sub)
+    for path in files:
+        target = dest / path.relative_to(artifacts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+
+
 def machine_name() -> str:
     return machine.one_line()
 
@@ -159,8 +182,8 @@ def fresh_metrics(step: str, *, profile: str = "full", keep: bool = False,
     try:
         copies = {artifacts: work / "artifacts" / profile,
                   reports: work / "reports" / (profile if profile != paths.DEFAULT_PROFILE else "")}
-        for original, copy in copies.items():
-            _copy_tree(original, copy)
+        _copy_tree(reports, copies[reports])
+        _copy_upstream(step, profile, copies[artifacts])
         manifest = paths.runs_dir(profile) / f"{step}.outputs.json"
         own = json.loads(manifest.read_text()).get("outputs", []) if manifest.exists() else []
         for rel in own:  # the step's own outputs go from the copy: it runs from nothing
