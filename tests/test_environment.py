@@ -88,8 +88,20 @@ def test_environment_yml_python_matches_requires_python():
     env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
     python = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
     requires = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    assert python == ["python=3.11"]
-    assert requires["requires-python"] == ">=3.11,<3.12"
+    assert python == ["python=3.11"]  # the tested one, inside what pyproject admits
+    assert requires["requires-python"] == ">=3.11,<3.14"  # 3.12, 3.13: .ci/other_pythons resolves them
+
+
+def test_every_locked_package_is_needed_by_something():
+    """A pin nothing requires (as elasticdeform was) is dropped, not carried."""
+    import importlib.metadata as md
+
+    needed = {_canonical(PIN.match(d)[1]) for d in _pyproject_deps()}
+    for dist in md.distributions():
+        for req in dist.requires or []:
+            needed.add(_canonical(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)[0]))
+    unneeded = sorted(set(_lock()) - needed - {"pip", "setuptools", "wheel"})
+    assert unneeded == [], f"requirements.lock pins packages nothing requires: {unneeded}"
 
 
 def test_lock_contains_every_pin_identically():
