@@ -12,6 +12,7 @@ import dataclasses
 import gzip
 import io
 import json
+import shutil
 import tarfile
 import warnings
 import zipfile
@@ -708,3 +709,67 @@ def test_axondeepseg_row_matches_staged(tmp_path, data_root, folder, sample_id):
             iio.imread(staged / sample_id / f"{name}.png"),
         )
         np.testing.assert_array_equal(got, ref)
+
+
+def _gala_tree(value: int):
+    def build(root):
+        ex = root / "tests" / "example-data"
+        ex.mkdir(parents=True)
+        with h5py.File(ex / "train-image.h5", "w") as f:
+            f["stack"] = np.full((2, 3, 4), value, np.uint8)
+        with h5py.File(ex / "train-gt.lzf.h5", "w") as f:
+            f["stack"] = np.ones((2, 3, 4), np.int32)
+        (root / "LICENSE.txt").write_text("Copyright 2012 HHMI.\n")
+    return build
+
+
+_gala_source, _gala_source_changed = _gala_tree(1), _gala_tree(2)
+
+
+# --------------------------------------------------------------------------- hashes (pooch)
+
+
+def test_download_checks_a_pinned_hash_and_keeps_nothing_on_a_mismatch(tmp_path):
+    import hashlib
+
+    src = tmp_path / "regions.json"
+    src.write_text("[]")
+    good = hashlib.sha256(b"[]").hexdigest()
+    got = download.download(src.as_uri(), tmp_path / "dl", progress=False, sha256=good)
+    assert got.read_text() == "[]" and download.last_sha256(src.as_uri()) == good
+    with pytest.raises(download.HashMismatchError, match="expected 0000"):
+        download.download(src.as_uri(), tmp_path / "bad", progress=False, sha256="0" * 64)
+    assert list((tmp_path / "bad").iterdir()) == []
+
+
+def test_http_goes_through_pooch_and_the_first_hash_is_recorded_then_checked(tmp_path, monkeypatch):
+    """No network: pooch.retrieve is replaced by a server that returns a local archive. The
+    first fetch records the archive's SHA-256 in DOWNLOADS.sha256; a later download of the same
+    URL with other bytes is refused by name and leaves the dataset as it was."""
+    import pooch
+
+    root = tmp_path / "data"
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    served = {"archive": Path(_pack(tmp_path / "one", _gala_source).removeprefix("file://"))}
+    calls = []
+
+    def fake_retrieve(url, known_hash, fname, path, downloader=None, progressbar=False):
+        calls.append((url, type(downloader).__name__))
+        out = Path(path) / fname
+        shutil.copyfile(served["archive"], out)
+        return str(out)
+
+    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
+    url = download.SOURCES["fib_gala_example"].url
+    assert url.startswith("https://")
+    download.fetch("fib_gala_example", data_root=root, progress=False)
+    assert calls == [(url, "HTTPDownloader")]
+    recorded = download.read_download_hashes(root)
+    assert list(recorded) == [url] and len(recorded[url]) == 64
+    served["archive"] = Path(_pack(tmp_path / "two", _gala_source_changed).removeprefix("file://"))
+    before = sorted(p.name for p in (root / "fib_gala_example").iterdir())
+    with pytest.raises(download.HashMismatchError, match="SHA-256"):
+        download.fetch("fib_gala_example", data_root=root, progress=False, force=True)
+    assert sorted(p.name for p in (root / "fib_gala_example").iterdir()) == before
+    assert sorted(p.name for p in root.iterdir()) == ["DOWNLOADS.sha256", "fib_gala_example"]

@@ -6,8 +6,10 @@ inside the archive that holds the data, and a converter that writes exactly the 
 readers of :mod:`neuroseg.data` expect (same HDF5 keys, dtypes and attributes as the staged
 copies; see ``PROVENANCE.md`` in the data folder for what each conversion does).
 
-:func:`fetch` downloads one archive into a temporary folder inside the data root, extracts it
-(refusing members that would land outside that folder), converts it and removes the download.
+:func:`fetch` downloads one archive (with ``pooch``) into a temporary folder inside the data
+root, checks its SHA-256 (pinned in :data:`SOURCES`, else the one recorded at the first download
+in ``DOWNLOADS.sha256``), extracts it (refusing members that would land outside that folder),
+converts it and removes the download.
 Every converter builds its dataset in a temporary folder next to the target and renames it
 into place only when complete, so an interrupted or failed run never leaves a half-written
 dataset folder. :func:`fetch_missing` does this for every dataset that is incomplete.
@@ -84,6 +86,11 @@ class Source:
     extras : tuple of (path, url)
         Single files fetched into the extracted archive (``path`` relative to its top folder)
         when the archive lacks them.
+    sha256 : str or None
+        The archive's SHA-256 where it is pinned. Where not (GitHub's archives could not be
+        downloaded from the machine this was written on), the hash of the first download is
+        recorded in the data root's ``DOWNLOADS.sha256`` and every later download of that URL
+        must match it (:func:`fetch`).
     """
 
     url: str
@@ -92,6 +99,7 @@ class Source:
     license_file: str | None = None
     license_note: str | None = None
     extras: tuple[tuple[str, str], ...] = ()
+    sha256: str | None = None
 
 
 def github_archive(repo: str, commit: str) -> str:
@@ -107,16 +115,23 @@ def github_raw(repo: str, commit: str, path: str) -> str:
 # --------------------------------------------------------------------------- download
 
 
-def download(
-    url: str, dest_dir: PathLike, *, extract: bool = True, progress: bool = True, retries: int = 3
-) -> Path:
-    """Download ``url`` into ``dest_dir``; extract it if it is an archive.
+class HashMismatchError(DataError):
+    """A download's SHA-256 is not the one expected (pinned or recorded earlier)."""
 
-    The data goes to a temporary ``.part`` file that is renamed when complete (with a tqdm
-    progress bar when ``progress``). With ``extract`` a ``.tar(.gz)`` or ``.zip`` is
-    unpacked safely (see :func:`extract_archive`) and the archive deleted; the return value is then
-    the archive's single top-level folder (as in GitHub archives) or the extraction folder.
-    Otherwise the downloaded file is returned.
+
+def download(
+    url: str, dest_dir: PathLike, *, extract: bool = True, progress: bool = True, retries: int = 3,
+    sha256: str | None = None,
+) -> Path:
+    """Download ``url`` into ``dest_dir`` with ``pooch``; check its hash; extract an archive.
+
+    HTTP(S) goes through ``pooch.retrieve`` (a progress bar when ``progress``; a temporary file
+    renamed when complete), ``file://`` is copied. With ``sha256`` the file must have that
+    SHA-256, else :class:`HashMismatchError` and nothing is kept. With ``extract`` a
+    ``.tar(.gz)`` or ``.zip`` is unpacked safely (see :func:`extract_archive`) and the archive
+    deleted; the return value is then the archive's single top-level folder (as in GitHub
+    archives) or the extraction folder. Otherwise the downloaded file is returned.
+    :func:`last_sha256` gives the hash of the latest download.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -124,10 +139,13 @@ def download(
     target = dest_dir / name
     for attempt in range(1, retries + 1):
         try:
-            _download_to(url, target, progress=progress)
+            _download_to(url, target, progress=progress, sha256=sha256)
             break
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
-            client_error = isinstance(err, urllib.error.HTTPError) and 400 <= err.code < 500
+        except HashMismatchError:
+            raise
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as err:
+            status = getattr(getattr(err, "response", None), "status_code", None) or getattr(err, "code", None)
+            client_error = isinstance(status, int) and 400 <= status < 500
             if url.startswith("file:") or client_error or attempt == retries:
                 raise OSError(f"cannot download {url}: {err}") from err
             time.sleep(2 * attempt)
@@ -138,32 +156,39 @@ def download(
     return root
 
 
-def _download_to(url: str, target: Path, *, progress: bool) -> None:
-    from tqdm import tqdm
+_LAST_SHA256: dict[str, str] = {}
 
-    request = urllib.request.Request(url, headers={"User-Agent": "neuroseg-fetch"})
+
+def last_sha256(url: str) -> str | None:
+    """The SHA-256 of the latest download of ``url`` in this process (None if none)."""
+    return _LAST_SHA256.get(url)
+
+
+def _download_to(url: str, target: Path, *, progress: bool, sha256: str | None) -> None:
+    import pooch
+
     fd, part = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
     try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(request, timeout=60) as response,
-        ):
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            with tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=target.name[:40],
-                disable=not progress,
-                file=sys.stderr,
-            ) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        if total is not None and os.path.getsize(part) != total:
-            raise ConnectionError(f"{url}: got {os.path.getsize(part)} of {total} bytes")
+        if url.startswith("file:"):
+            source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+            if not source.is_file():
+                raise FileNotFoundError(f"{source} does not exist")
+            shutil.copyfile(source, part)
+        else:
+            downloader = pooch.HTTPDownloader(progressbar=progress, timeout=60,
+                                              headers={"User-Agent": "neuroseg-fetch"})
+            fname = Path(part).name + ".pooch"  # pooch writes it whole or not at all
+            got = pooch.retrieve(url, known_hash=None, fname=fname, path=target.parent,
+                                 downloader=downloader, progressbar=progress)
+            os.replace(got, part)
+        digest = pooch.file_hash(part, alg="sha256")
+        if sha256 is not None and digest != sha256.lower():
+            raise HashMismatchError(
+                f"{url}: SHA-256 {digest}, expected {sha256}: the file changed at its source or "
+                "was damaged on the way; nothing was kept. Try again; if it persists, the source "
+                "changed: check PROVENANCE.md")
+        _LAST_SHA256[url] = digest
         os.replace(part, target)
     finally:
         if os.path.exists(part):
@@ -404,16 +429,22 @@ def fetch(
         return out_dir
     source = SOURCES[name]
     data_root.mkdir(parents=True, exist_ok=True)
+    known = read_download_hashes(data_root)
     work = Path(tempfile.mkdtemp(prefix=f".fetch-{name}-", dir=data_root))
     try:
-        _say(f"{name}: downloading {url or source.url}", progress)
-        root = download(url or source.url, work, progress=progress)
+        archive_url = url or source.url
+        _say(f"{name}: downloading {archive_url}", progress)
+        pinned = source.sha256 if url is None else None
+        root = download(archive_url, work, progress=progress, sha256=pinned or known.get(archive_url))
         if not root.is_dir():
-            raise DataError(f"{url or source.url}: not an archive")
+            raise DataError(f"{archive_url}: not an archive")
+        got_hashes = {archive_url: last_sha256(archive_url)}
         for rel, extra_url in source.extras:
             if not (root / rel).exists():
                 _say(f"{name}: downloading {extra_url}", progress)
-                got = download(extra_url, work / "extras", extract=False, progress=progress)
+                got = download(extra_url, work / "extras", extract=False, progress=progress,
+                               sha256=known.get(extra_url))
+                got_hashes[extra_url] = last_sha256(extra_url)
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(got, root / rel)
         source_root = root / source.subpath if source.subpath else root
@@ -422,6 +453,8 @@ def fetch(
         _say(f"{name}: converting", progress)
         source.convert(source_root, out_dir)
         _write_license(source, root, out_dir)
+        _record_download_hashes(data_root, {u: h for u, h in got_hashes.items()
+                                            if h and u not in known and not u.startswith("file:")})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     missing = missing_files(name, data_root)
@@ -429,6 +462,33 @@ def fetch(
         raise DataError(f"{out_dir}: conversion did not produce {missing}")
     _say(f"{name}: done ({out_dir})", progress)
     return out_dir
+
+
+#: In the data root: the SHA-256 of each download, recorded the first time (``sha256  url``).
+DOWNLOAD_HASHES = "DOWNLOADS.sha256"
+
+
+def read_download_hashes(data_root: PathLike) -> dict[str, str]:
+    """URL -> SHA-256 recorded in ``data_root/DOWNLOADS.sha256`` (empty when absent)."""
+    path = Path(data_root) / DOWNLOAD_HASHES
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        digest, _, url = line.strip().partition("  ")
+        if digest and url:
+            out[url] = digest
+    return out
+
+
+def _record_download_hashes(data_root: Path, new: dict[str, str]) -> None:
+    from neuroseg.io import atomic_path
+
+    if not new:
+        return
+    hashes = {**read_download_hashes(data_root), **new}
+    with atomic_path(data_root / DOWNLOAD_HASHES) as tmp:
+        Path(tmp).write_text("".join(f"{h}  {u}\n" for u, h in sorted(hashes.items())))
 
 
 def _write_license(source: Source, archive_root: Path, out_dir: Path) -> None:
