@@ -30,7 +30,7 @@ STEPS := $(basename $(notdir $(NOTEBOOKS)))
 EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
 DIGESTS := $(STEPS:%=$(RUN)/%.digest)
 
-.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study notebooks-by-hand export-models front-precision FORCE $(STEPS)
+.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study notebooks-by-hand export-models front-precision front-seeds FORCE $(STEPS)
 
 help:  ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -92,6 +92,11 @@ seeds: $(STAMP)  ## train STEP=NN_name with SEEDS (default 1 2) from nothing; sp
 # Whether bf16 inference lowers the front's validation scores (#24); a few minutes.
 front-precision: $(RUN)/45_front_2d_vs_3d.digest | $(STAMP)  ## bf16 against fp32 inference of the front's best settings on validation
 	$(PY) benchmarks/front_precision.py --profile $(PROFILE)
+
+# The front's winners trained again with other seeds (#24, #29): their test scores' spread,
+# reports/metrics/45_front_2d_vs_3d_seeds.csv; outside `make reproduce`, about 25 min a seed.
+front-seeds: $(RUN)/45_front_2d_vs_3d.digest | $(STAMP)  ## the front's winners with SEEDS (default 1 2): spread of their test scores
+	$(PY) benchmarks/front_seeds.py --profile $(PROFILE) --seeds $(SEEDS)
 
 # ------------------------------------------------------------------ shipped models
 # The trained models of PROFILE (nucleus from 10, soma from 20, axon SEM and TEM from 50, the

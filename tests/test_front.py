@@ -104,3 +104,33 @@ def test_train_flops_counts_three_forward_passes_per_sample():
     forward = count_flops(net, (1, 1, 8, 8))
     assert forward == 2 * (8 * 8 * 4 * 9 + 8 * 8 * 2 * 4)
     assert train_flops(net, (1, 8, 8), 5) == 3 * 5 * forward
+
+
+def test_front_seed_spread_puts_the_fronts_own_run_first():
+    from neuroseg.experiments.front_2d_vs_3d import seed_spread
+
+    front_table = pd.DataFrame([
+        {"route": "3d", "setting": "3d_f8", "z_nm": 40.0, "volume": "gala", "cremi": 0.5,
+         "voi_split": 0.2, "voi_merge": 0.3, "arand": 0.1},
+        {"route": "3d", "setting": "3d_f16", "z_nm": 40.0, "volume": "gala", "cremi": 9.0,
+         "voi_split": 9.0, "voi_merge": 9.0, "arand": 9.0}])
+    rows = pd.DataFrame([{"route": "3d", "setting": "3d_f8", "z_nm": 40.0, "volume": "gala", "seed": s,
+                          "cremi": c, "voi_split": 0.2, "voi_merge": 0.3, "arand": 0.1}
+                         for s, c in ((1, 0.7), (2, 0.6))])
+    table = seed_spread("45_x", front_table, rows).set_index("metric")
+    row = table.loc["45_x:3d_3d_f8_gala_40nm_cremi"]
+    assert row["seeds"] == "0 1 2" and row["values"] == "0.5 0.7 0.6"
+    assert row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(0.1)
+    assert len(table) == 4  # the four scores of the one winner, nothing of 3d_f16
+    with pytest.raises(ValueError, match="0 rows"):
+        seed_spread("45_x", front_table.iloc[1:], rows)
+
+
+def test_front_seed_rows_need_the_fronts_choices():
+    from neuroseg.experiments.front_2d_vs_3d import seed_rows
+
+    choices = pd.DataFrame({"route": ["3d"], "setting": ["3d_f8"], "z_nm": [40.0], "cremi": [0.5],
+                            "chosen": [True], "method": ["mws"], "threshold": [0.5], "min_size": [64]})
+    with pytest.raises(ValueError, match="no chosen 2D setting"):
+        seed_rows({}, choices, seeds=[1], settings_2d=[], settings_3d=[{"base_features": 8}],
+                  folder="unused", budget=1, train_2d={}, train_3d={}, train_linker={})

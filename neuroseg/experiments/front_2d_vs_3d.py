@@ -26,7 +26,7 @@ from neuroseg.nets.train import default_device
 from neuroseg.segment.volume_3d import predict_affinities
 
 __all__ = ["POSTPROCESS_KEYS", "SPEED_2D", "SPEED_3D", "build_front", "chosen_postprocess",
-           "front_verdict_record", "precision_check", "winners"]
+           "front_verdict_record", "precision_check", "seed_rows", "seed_spread", "winners"]
 
 #: How the networks run in the front unless told otherwise: bf16 autocast, channels-last.
 SPEED_2D = Speed(precision="bf16", channels_last=True, batch_size=8)
@@ -263,3 +263,114 @@ def precision_check(model, val_volume, *, route: str, z_nm: float, postprocess: 
                      **segmentation_scores(truth, labels),
                      "network_s_per_mvox": seconds[first] / (sub.raw.size / 1e6)})
     return pd.DataFrame(rows)
+
+
+def seed_rows(
+    volumes: dict,
+    choices: pd.DataFrame,
+    *,
+    seeds: Sequence[int],
+    settings_2d: Sequence[dict],
+    settings_3d: Sequence[dict],
+    folder,
+    budget: float | None,
+    train_2d: dict,
+    train_3d: dict,
+    train_linker: dict,
+    test_volumes: Sequence[str] = ("fib25_test", "gala"),
+    speed_2d: Speed = SPEED_2D,
+    speed_3d: Speed = SPEED_3D,
+    link_thresholds: Sequence[float] | None = None,
+    device: str | None = None,
+) -> pd.DataFrame:
+    """The front's winners (:func:`winners`: the 2D setting at 40 nm with its linker, the 3D
+    setting at each z spacing) trained again from scratch with each of ``seeds`` at the same
+    budget and options as the front (into ``folder/seeds/<network>_s<seed>``; a finished run is
+    not trained again), each with the post-processing the front chose for it on validation;
+    the 2D route's linker is trained with the same seed and calibrated on that network's own
+    segments. Every winner is scored on the test volumes at its z spacing (the 2D route at
+    every z of the 3D winners). Returns one row per seed, route, z spacing and test volume:
+    ``route, setting, z_nm, volume, seed``, CREMI, VOI split and merge, ARAND. Timing is not
+    repeated (it does not depend on the seed)."""
+    from pathlib import Path
+
+    from neuroseg.linking.learned import accelerated
+    from neuroseg.measure.voi_rand import segmentation_scores
+    from neuroseg.segment import front_routes as fr
+
+    folder = Path(folder) / "seeds"
+    device = device or str(default_device())
+    best = winners(choices)
+    if "2d" not in best:
+        raise ValueError("the choices table has no chosen 2D setting: run 45_front_2d_vs_3d first")
+    by_name = {fr.RouteSetting.of(spec, route=r).name: (spec, r)
+               for r, specs in (("2d", settings_2d), ("3d", settings_3d)) for spec in specs}
+    zs = sorted({float(row["z_nm"]) for k, row in best.items() if k.startswith("3d_")}) or [40.0]
+    rows = []
+    for seed in seeds:
+        seed = int(seed)
+        w2 = best["2d"]
+        spec, route = by_name[w2["setting"]]
+        s2 = fr.RouteSetting.of(spec, route=route)
+        net2, _ = fr.train_setting(s2, volumes, folder=folder / f"{s2.name}_s{seed}", budget=budget,
+                                   seed=seed, **train_2d)
+        linker, _ = fr.train_front_linker(volumes, folder=folder / f"linker_s{seed}", budget=budget,
+                                          seed=seed, **train_linker)
+        fast2 = accelerate(net2, speed_2d, device=device)
+        for z in zs:
+            lk, _ = fr.calibrate_for(linker, net2, volumes, z_nm=z, postprocess=w2["postprocess"],
+                                     thresholds=link_thresholds, seed=seed, device=device)
+            for name in test_volumes:
+                sub = volumes[name].subsampled(z)
+                lk_fast = accelerated(lk.calibrated_for(sub.resolution, segments="predicted"),
+                                      speed_2d, device=device)
+                stages = fr.stages_2d(fast2, lk_fast, resolution=sub.resolution,
+                                      postprocess=w2["postprocess"], batch_size=speed_2d.batch_size,
+                                      device=device)
+                labels, _ = fr.run_stages(stages, sub.raw, warmup=0, repeats=1, device=device,
+                                          precision=speed_2d.precision)
+                rows.append({"route": "2d", "setting": s2.name, "z_nm": z, "volume": name,
+                             "seed": seed, **segmentation_scores(sub.gt, labels)})
+        for key, w3 in best.items():
+            if not key.startswith("3d_"):
+                continue
+            z = float(w3["z_nm"])
+            spec, route = by_name[w3["setting"]]
+            s3 = fr.RouteSetting.of(spec, route=route)
+            options = {**train_3d, "crop": _per_z(train_3d["crop"], z), "tile": _per_z(train_3d["tile"], z)}
+            net3, _ = fr.train_setting(s3, volumes, folder=folder / f"{s3.name}_{z:g}nm_s{seed}",
+                                       budget=budget, z_nm=z, seed=seed, **options)
+            fast3 = accelerate(net3, speed_3d, device=device)
+            for name in test_volumes:
+                sub = volumes[name].subsampled(z)
+                stages = fr.stages_3d(fast3, postprocess=w3["postprocess"], batch_size=speed_3d.batch_size)
+                labels, _ = fr.run_stages(stages, sub.raw, warmup=0, repeats=1, device=device,
+                                          precision=speed_3d.precision)
+                rows.append({"route": "3d", "setting": s3.name, "z_nm": z, "volume": name,
+                             "seed": seed, **segmentation_scores(sub.gt, labels)})
+    return pd.DataFrame(rows)
+
+
+def seed_spread(step: str, front_table: pd.DataFrame, rows: pd.DataFrame, *, seed: int = 0,
+                machine: str = "") -> pd.DataFrame:
+    """The spread over seeds of each winner's test scores, in the table of
+    :mod:`neuroseg.measure.seeds`: the front's own run (``seed``, from ``front_table``) first,
+    then :func:`seed_rows`' seeds. ``metric`` is
+    ``<step>:<route>_<setting>_<volume>_<z>nm_<score>``."""
+    from neuroseg.measure.seeds import spread_table
+
+    scores = ("cremi", "voi_split", "voi_merge", "arand")
+    keys = rows[["route", "setting", "z_nm", "volume"]].drop_duplicates()
+    runs: dict[int, dict[str, float]] = {}
+    for k in keys.itertuples(index=False):
+        name = f"{step}:{k.route}_{k.setting}_{k.volume}_{float(k.z_nm):g}nm"
+        own = front_table[(front_table["route"] == k.route) & (front_table["setting"] == k.setting)
+                          & (front_table["z_nm"] == float(k.z_nm)) & (front_table["volume"] == k.volume)]
+        if len(own) != 1:
+            raise ValueError(f"the front table has {len(own)} rows for {name}, not 1")
+        runs.setdefault(int(seed), {}).update({f"{name}_{m}": float(own.iloc[0][m]) for m in scores})
+        mine = rows[(rows["route"] == k.route) & (rows["setting"] == k.setting)
+                    & (rows["z_nm"] == float(k.z_nm)) & (rows["volume"] == k.volume)]
+        for r in mine.itertuples(index=False):
+            runs.setdefault(int(r.seed), {}).update({f"{name}_{m}": float(getattr(r, m)) for m in scores})
+    return spread_table(step, runs, machine=machine)
