@@ -11,5 +11,6 @@
   :mod:`~neuroseg.measure.front` — the accuracy–speed front and its verdict;
 - :mod:`~neuroseg.measure.ctc_scores` — the Cell Tracking Challenge's measures of a tracking
   result; :mod:`~neuroseg.measure.migration` — speed, direction, persistence and saltations
-  of tracked cells.
+  of tracked cells;
+- :mod:`~neuroseg.measure.seeds` — the spread of a number over training seeds.
 """
