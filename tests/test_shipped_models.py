@@ -13,6 +13,7 @@ import torch
 
 import neuroseg
 from neuroseg.data import files
+from neuroseg.io import sha256_file
 from neuroseg.nets import shipped
 from neuroseg.nets.folder import WEIGHTS_FILE, load_model, save_model
 from neuroseg.nets.unet import UNet
@@ -86,7 +87,7 @@ def test_the_package_ships_the_models_listed_in_the_report():
     for row in table.itertuples():
         path = ROOT / row.file
         assert path.is_file() and path.stat().st_size == row.bytes
-        assert shipped._sha256(path) == row.sha256
+        assert sha256_file(path) == row.sha256
     assert table["bytes"].sum() <= 50e6
     assert list(neuroseg.list_models()["name"]) == sorted(NAMES)
 
@@ -161,8 +162,8 @@ def test_soma_and_axon_models_export_with_a_score_that_comes_back(tmp_path):
     if not ((models / "soma_unet" / "config.json").is_file() and table.is_file()):
         pytest.skip(f"the quick-profile models are not in {models}: run make reproduce PROFILE=quick")
     dest, inputs = tmp_path / "shipped", {}
-    done = export_models._export_soma("quick", models, "make {}", dest, inputs)
-    done += export_models._export_axons("quick", models, "make {}", dest, inputs)
+    done = export_models.export_soma("quick", models, "make {}", dest, inputs)
+    done += export_models.export_axons("quick", models, "make {}", dest, inputs)
     assert done == ["soma", "axon_sem", "axon_tem"] and sorted(inputs) == sorted(done)
     for entry in shipped.read_registry(dest):
         split = entry["val_split"]

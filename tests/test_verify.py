@@ -94,11 +94,11 @@ def test_a_fresh_run_gets_only_what_the_steps_before_it_wrote(tmp_path, monkeypa
     (art / "runs").mkdir()
     (art / "runs" / "00_data_preparation.outputs.json").write_text(json.dumps(
         {"outputs": [str(art / "models/from00/weights.pt"), "reports/quick/metrics/x.json"]}))
-    verify._copy_upstream("10_nucleus_pretraining", "quick", tmp_path / "copy")
+    verify.copy_upstream("10_nucleus_pretraining", "quick", tmp_path / "copy")
     got = sorted(str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*") if p.is_file())
     assert got == ["models/from00/weights.pt", "params/10_nucleus_pretraining.yml",
                    "runs/00_data_preparation.outputs.json", "splits/dsb.json"]
     # a step before it without a record: everything is copied
     (art / "runs" / "00_data_preparation.outputs.json").unlink()
-    verify._copy_upstream("10_nucleus_pretraining", "quick", tmp_path / "all")
+    verify.copy_upstream("10_nucleus_pretraining", "quick", tmp_path / "all")
     assert (tmp_path / "all" / "tracking" / "huge.tif").is_file()

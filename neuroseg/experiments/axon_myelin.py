@@ -56,27 +56,10 @@ from neuroseg.plots import CLASS_COLOURS, class_legend, overlay_classes
 from neuroseg.segment.axon_myelin import axon_model_pixel_size, input_image, segment
 
 __all__ = [
-    "DATASETS",
-    "AxonTask",
-    "AxonSetting",
-    "class_names",
-    "load_samples",
-    "network_pair",
-    "make_task",
-    "data_table",
-    "dice_mean",
-    "Comparison",
-    "compare",
-    "train_setting",
-    "evaluate",
-    "comparison_row",
-    "choose",
-    "pixel_size_sensitivity",
-    "headline",
-    "examples_figure",
-    "gratio_figure",
-    "curves_figure",
-    "sensitivity_figure",
+    "DATASETS", "AxonTask", "AxonSetting", "class_names", "load_samples", "network_pair",
+    "make_task", "data_table", "dice_mean", "Comparison", "compare", "train_setting", "evaluate",
+    "comparison_row", "choose", "pixel_size_sensitivity", "headline", "examples_figure",
+    "gratio_figure", "curves_figure", "sensitivity_figure",
 ]
 
 #: The two AxonDeepSeg datasets, by modality.
@@ -122,9 +105,8 @@ def load_samples(
     """The samples of one part (train/val/test) of the recorded split, at native pixel size.
 
     The split (by animal) is the one ``00_data_preparation`` recorded; ``max_images`` keeps
-    the first few (the quick profile). ``ids``, when given, are the images to read instead of
-    the split's ``part`` (what a shipped model records, so that its score can be checked
-    without the split file).
+    the first few (the quick profile); ``ids`` are images to read instead of the split's
+    ``part`` (a shipped model's record, checked without the split file).
     """
     name = DATASETS[_check_modality(modality)]
     if ids is None:
@@ -485,11 +467,11 @@ def comparison_row(per_image: pd.DataFrame, pairs: pd.DataFrame) -> dict:
 
 
 def dice_mean(model: UNet, samples: Sequence[Sample], *, tile: int | None = 256) -> float:
-    """Mean Dice over the non-background classes (each the mean over ``samples``): the
-    ``test_dice_mean`` of :func:`compare`, and the score a shipped axon model records."""
-    per_image, _, _ = evaluate(model, samples, tile=tile)
-    if per_image.empty:
+    """Mean Dice over the classes but background (each a mean over ``samples``), as
+    :func:`compare`'s ``test_dice_mean``; the score a shipped axon model records."""
+    if not samples:
         raise ValueError("no images were given")
+    per_image, _, _ = evaluate(model, samples, tile=tile)
     return float(np.mean([per_image[c].mean() for c in per_image.columns if c.startswith("dice_")]))
 
 

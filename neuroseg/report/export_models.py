@@ -43,7 +43,7 @@ import pandas as pd
 
 from neuroseg import paths
 
-__all__ = ["export_all", "half_rounded", "rescore", "score"]
+__all__ = ["export_all", "export_axons", "export_soma", "half_rounded", "rescore", "score"]
 
 FRONT_STEP = "45_front_2d_vs_3d"
 SHIPPED_CSV = "shipped_models.csv"
@@ -206,8 +206,8 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
     else:
         print(f"nucleus: {nucleus} not trained; run `{make.format('10_nucleus_pretraining')}`")
 
-    done += _export_soma(profile, models, make, dest, bio_inputs)
-    done += _export_axons(profile, models, make, dest, bio_inputs)
+    done += export_soma(profile, models, make, dest, bio_inputs)
+    done += export_axons(profile, models, make, dest, bio_inputs)
 
     winners = _front_winners(profile, device)
     front = models / "front"
@@ -288,7 +288,7 @@ def export_all(profile: str | None = None, *, dest: str | os.PathLike | None = N
     return table
 
 
-def _export_soma(profile: str, models: Path, make: str, dest, bio_inputs: dict) -> list[str]:
+def export_soma(profile: str, models: Path, make: str, dest, bio_inputs: dict) -> list[str]:
     """``soma``: 20's ``soma_unet``, scored by object accuracy on the validation tiles."""
     from neuroseg.data.soma_tiles import load_soma_tiles
     from neuroseg.nets.folder import load_model
@@ -316,7 +316,7 @@ def _export_soma(profile: str, models: Path, make: str, dest, bio_inputs: dict) 
     return ["soma"]
 
 
-def _export_axons(profile: str, models: Path, make: str, dest, bio_inputs: dict) -> list[str]:
+def export_axons(profile: str, models: Path, make: str, dest, bio_inputs: dict) -> list[str]:
     """``axon_sem`` and ``axon_tem``: 50's reported model of each modality (the candidate
     chosen on validation, refitted on training + validation images where 50 refits), scored
     by mean Dice over the non-background classes: on the validation images, or on the test

@@ -131,7 +131,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
                         ignore=shutil.ignore_patterns("quick") if src.name == "reports" else None)
 
 
-def _copy_upstream(step: str, profile: str, dest: Path) -> None:
+def copy_upstream(step: str, profile: str, dest: Path) -> None:
     """Copy into ``dest`` the artifacts ``step`` can read: splits, parameters, executed
     notebooks and the recorded outputs of the steps before it (not, say, another step's
     gigabytes of tracking results). A step before it without a record: everything."""
@@ -183,7 +183,7 @@ def fresh_metrics(step: str, *, profile: str = "full", keep: bool = False,
         copies = {artifacts: work / "artifacts" / profile,
                   reports: work / "reports" / (profile if profile != paths.DEFAULT_PROFILE else "")}
         _copy_tree(reports, copies[reports])
-        _copy_upstream(step, profile, copies[artifacts])
+        copy_upstream(step, profile, copies[artifacts])
         manifest = paths.runs_dir(profile) / f"{step}.outputs.json"
         own = json.loads(manifest.read_text()).get("outputs", []) if manifest.exists() else []
         for rel in own:  # the step's own outputs go from the copy: it runs from nothing
