@@ -281,8 +281,28 @@ def test_every_committed_figure_has_a_caption_and_the_page_shows_it(tmp_path, mo
     monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path))
     (tmp_path / "quick" / "figures").mkdir(parents=True)
     (tmp_path / "quick" / "figures" / "30_link_scores.png").write_bytes(b"png")
-    text = write_readme({}, profile="quick", machine="m").read_text()
-    assert f"![30_link_scores](figures/30_link_scores.png)\n\n*{caption('30_link_scores')}*" in text
+    (tmp_path / "quick" / "figures" / "30_cremi_by_method.png").write_bytes(b"png")
+    page = write_readme({}, profile="quick", machine="m")
+    text, appendix = page.read_text(), (page.parent / "figures.md").read_text()
+    # the key figure on the page, the diagnostic one in the appendix, each with its caption
+    assert f"![30_cremi_by_method](figures/30_cremi_by_method.png)\n\n*{caption('30_cremi_by_method')}*" in text
+    assert "30_link_scores.png" not in text
+    assert "[figures.md](figures.md#slice-linking-know-your-neighbour)" in text
+    assert "## Slice linking (Know Your Neighbour)" in appendix
+    assert f"![30_link_scores](figures/30_link_scores.png)\n\n*{caption('30_link_scores')}*" in appendix
+
+
+def test_every_image_on_both_pages_has_a_caption_sentence():
+    """The committed results page and its appendix: each image is followed by a caption."""
+    import re
+
+    for page in ("README.md", "figures.md"):
+        lines = (paths.reports_dir("full") / page).read_text().splitlines()
+        images = [i for i, line in enumerate(lines) if line.startswith("![")]
+        assert images, page
+        for i in images:
+            cap = lines[i + 2] if i + 2 < len(lines) else ""
+            assert re.fullmatch(r"\*\w.{20,}\*", cap), (page, lines[i], cap)
 
 
 def test_the_page_opens_with_a_summary_and_a_glossary_and_has_no_snake_case_keys(tmp_path, monkeypatch):
