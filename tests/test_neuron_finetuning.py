@@ -726,3 +726,23 @@ def test_seed_runs_train_only_the_other_seeds_of_the_chosen_setting(tmp_path, mo
     ((settings, detailed),) = seen
     assert detailed and [s.seed for s in settings] == [1, 2]
     assert all(dataclasses.replace(s, seed=0) == chosen for s in settings)
+
+
+def test_soma_examples_colour_each_prediction_by_what_it_is(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from neuroseg.measure.contrast import soma_error_table
+    from neuroseg.report.neuron_figures import soma_examples_figure
+
+    samples = _soma_samples()[:2]
+    preds = [s.labels.copy() for s in samples]
+    preds[0][preds[0] == 1] = 0  # one missed soma
+    preds[1][:4, :4] = 99  # one false prediction
+    errors = soma_error_table(samples, preds)
+    fig = soma_examples_figure(samples, preds, errors, pixel_size_um=0.87)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.endswith(", 0 false, 1 missed") for t in titles)
+    assert any(", 1 false, 0 missed" in t for t in titles)
+    assert sum("µm" in t.get_text() for ax in fig.axes for t in ax.texts) == 4  # a bar on each tile
+    fig.savefig(tmp_path / "soma.png")

@@ -11,6 +11,9 @@ from neuroseg.data.images import normalize
 from neuroseg.data.readers import DataError, Sample, read_neurofinder
 
 SOMA_DATASET = "neurofinder_2p_subset"
+#: The field's pixel size in µm, for scale bars only: 1.15 px/µm, from the ``info.json`` of
+#: Neurofinder 00.00, which this subset most likely is (not certain: PROVENANCE.md, section 10).
+PIXEL_SIZE_UM = 1 / 1.15
 
 
 _SUMMARIES = ("mean", "max", "std", "corr")

@@ -36,7 +36,9 @@ CAPTIONS: tuple[tuple[str, str], ...] = (
      "in the mean image: many are faint unlabelled cells rather than errors."),
     (r"20_soma_split", "The neurofinder field and its tiles in the training, validation and test "
      "parts (coloured frames), labelled somata in red."),
-    (r"20_soma_test_examples", "Test tiles: labelled somata (top) and predicted (bottom) outlines."),
+    (r"20_soma_test_examples", "Test tiles: labelled somata (top) and the predictions (bottom), "
+     "matched ones in bluish green, false ones in orange, missed somata outlined in vermillion; "
+     "the scale bar assumes Neurofinder 00.00's 1.15 px/µm, likely but not certain for this field."),
     (r"30_cremi_by_method", "CREMI score of each linking method (lower is better) with true (left) "
      "and predicted (right) 2D segments. Compare the bars within a group: the segments are "
      "the same, only the linking differs."),

@@ -50,17 +50,50 @@ def split_figure(task: Task):
     return fig
 
 
-def soma_examples_figure(samples: Sequence[Sample], labels: Sequence[np.ndarray]):
-    """Test tiles: the true somata and the predicted ones."""
+def soma_examples_figure(samples: Sequence[Sample], labels: Sequence[np.ndarray],
+                         errors: pd.DataFrame | None = None, *, pixel_size_um: float | None = None):
+    """Test tiles: the labelled somata (top) and the predicted ones (bottom). With ``errors``
+    (:func:`neuroseg.measure.contrast.soma_error_table`) each prediction is filled by what it
+    is, matched (bluish green) or false (orange), and each missed soma outlined in vermillion;
+    with ``pixel_size_um`` every tile gets a scale bar."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
-    from neuroseg.plots import overlay
+    from neuroseg.plots import OKABE_ITO, normalise_for_display, overlay, scale_bar
 
-    fig, axes = plt.subplots(2, len(samples), figsize=(3 * len(samples), 6), squeeze=False)
+    colours = {"tp": OKABE_ITO[2], "fp": OKABE_ITO[0], "fn": OKABE_ITO[5]}
+    fig, axes = plt.subplots(2, len(samples), figsize=(3 * len(samples), 6.3), squeeze=False)
     for col, (s, pred) in enumerate(zip(samples, labels, strict=True)):
         overlay(axes[0, col], s.image, s.labels, title=f"tile {s.id}: labelled ({int(len(np.unique(s.labels)) - 1)})")
-        overlay(axes[1, col], s.image, pred, title=f"predicted ({int(len(np.unique(pred)) - 1)})")
-    fig.tight_layout()
+        ax = axes[1, col]
+        if errors is None:
+            overlay(ax, s.image, pred, title=f"predicted ({int(len(np.unique(pred)) - 1)})")
+        else:
+            mine = errors[errors["tile"].astype(str) == str(s.id)]
+            ax.imshow(normalise_for_display(s.image), cmap="gray")
+            counts = {}
+            for kind in ("tp", "fp", "fn"):
+                ids = mine.loc[mine["kind"] == kind, "id"].to_numpy()
+                counts[kind] = len(ids)
+                mask = np.isin(s.labels if kind == "fn" else pred, ids)
+                if kind == "fn":
+                    ax.contour(mask, levels=[0.5], colors=[colours[kind]], linewidths=1.2)
+                else:
+                    ax.imshow(np.ma.masked_where(~mask, mask), cmap=ListedColormap([colours[kind]]),
+                              alpha=0.55, interpolation="none")
+            ax.set_title(f"predicted: {counts['tp']} matched, {counts['fp']} false, "
+                         f"{counts['fn']} missed", fontsize=8)
+            ax.axis("off")
+        if pixel_size_um:
+            for a in axes[:, col]:
+                scale_bar(a, pixel_size_um, unit="µm")
+    if errors is not None:
+        fig.legend(handles=[Patch(color=colours["tp"], label="matched (IoU > 0.5)"),
+                            Patch(color=colours["fp"], label="false (unmatched prediction)"),
+                            Patch(facecolor="none", edgecolor=colours["fn"], label="missed (unmatched soma)")],
+                   loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 if errors is not None else 0, 1, 1))
     return fig
 
 
