@@ -1,4 +1,5 @@
-"""One caption per figure of the results page: what it shows and what to look at.
+"""One caption per figure of the results page: what it shows and what to look at; and where
+each figure is shown (the page's key figures, :data:`KEY_FIGURES`, or the appendix).
 
 :func:`caption` finds a figure's caption by its file name (without extension); names that
 carry a device, a volume, a z spacing or a kind of segments match a pattern. The results page
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CAPTIONS", "caption"]
+__all__ = ["APPENDIX", "CAPTIONS", "KEY_FIGURES", "anchor", "caption", "figure_md", "split_figures"]
 
 #: (pattern of the figure's name, caption); the first pattern that matches the whole name wins.
 CAPTIONS: tuple[tuple[str, str], ...] = (
@@ -127,3 +128,44 @@ def caption(name: str) -> str | None:
         if re.fullmatch(pattern, name):
             return text
     return None
+
+
+#: The figures each section of the results page shows (one or two that carry its claim); every
+#: other figure of the step is in the appendix, ``reports/figures.md``. The summary figures
+#: (``90_``) all stay.
+KEY_FIGURES = {
+    "00_": ("00_datasets_overview",),
+    "10_": ("10_test_examples", "10_loss_curves"),
+    "20_": ("20_soma_test_examples", "20_learning_curves"),
+    "30_": ("30_cremi_by_method", "30_link_inspector"),
+    "35_": ("35_cremi_by_setting", "35_segments_fib25_test_40nm"),
+    "40_": ("40_stages_cpu_40nm", "40_scaling_cpu"),
+    "45_": ("45_front_cpu_40nm", "45_front_cpu_10nm"),
+    "50_": ("50_sem_test_examples", "50_sem_gratio"),
+    "60_": ("60_tracks_by_speed", "60_tracking_metrics"),
+    "70_": ("70_link_your_masks", "70_link_inspector"),
+}
+APPENDIX = "figures.md"
+
+
+def figure_md(name: str, folder: str = "figures") -> list[str]:
+    return [f"![{name}]({folder}/{name}.png)", "", f"*{caption(name) or name}*", ""]
+
+
+def split_figures(names: list[str], prefix: str) -> tuple[list[str], list[str]]:
+    """A section's figures: those the results page shows (:data:`KEY_FIGURES`; all of the
+    summary's ``90_``), and the rest, for the appendix.
+
+    >>> split_figures(["10_loss_curves", "10_threshold_grid", "20_x"], "10_")
+    (['10_loss_curves'], ['10_threshold_grid'])
+    """
+    mine = [n for n in names if n.startswith(prefix)]
+    if prefix not in KEY_FIGURES:
+        return mine, []
+    keep = [n for n in mine if n in KEY_FIGURES[prefix]]
+    return keep, [n for n in mine if n not in keep]
+
+
+def anchor(title: str) -> str:
+    """GitHub's anchor of a markdown heading."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).strip().replace(" ", "-")

@@ -551,49 +551,6 @@ def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
-#: The figures each section of the results page shows (one or two that carry its claim); every
-#: other figure of the step is in the appendix, ``reports/figures.md``. The summary figures
-#: (``90_``) all stay.
-KEY_FIGURES = {
-    "00_": ("00_datasets_overview",),
-    "10_": ("10_test_examples", "10_loss_curves"),
-    "20_": ("20_soma_test_examples", "20_learning_curves"),
-    "30_": ("30_cremi_by_method", "30_link_inspector"),
-    "35_": ("35_cremi_by_setting", "35_segments_fib25_test_40nm"),
-    "40_": ("40_stages_cpu_40nm", "40_scaling_cpu"),
-    "45_": ("45_front_cpu_40nm", "45_front_cpu_10nm"),
-    "50_": ("50_sem_test_examples", "50_sem_gratio"),
-    "60_": ("60_tracks_by_speed", "60_tracking_metrics"),
-    "70_": ("70_link_your_masks", "70_link_inspector"),
-}
-APPENDIX = "figures.md"
-
-
-def _figure_md(name: str, folder: str = "figures") -> list[str]:
-    from neuroseg.report.captions import caption
-
-    return [f"![{name}]({folder}/{name}.png)", "", f"*{caption(name) or name}*", ""]
-
-
-def split_figures(names: list[str], prefix: str) -> tuple[list[str], list[str]]:
-    """A section's figures: those the results page shows (:data:`KEY_FIGURES`; all of the
-    summary's ``90_``), and the rest, for the appendix.
-
-    >>> split_figures(["10_loss_curves", "10_threshold_grid", "20_x"], "10_")
-    (['10_loss_curves'], ['10_threshold_grid'])
-    """
-    mine = [n for n in names if n.startswith(prefix)]
-    if prefix not in KEY_FIGURES:
-        return mine, []
-    keep = [n for n in mine if n in KEY_FIGURES[prefix]]
-    return keep, [n for n in mine if n not in keep]
-
-
-def _anchor(title: str) -> str:
-    """GitHub's anchor of a markdown heading."""
-    return re.sub(r"[^\w\- ]", "", title.lower()).strip().replace(" ", "-")
-
-
 def machine_description() -> str:
     """This machine in one line: processor and cores, memory, GPU (if any), OS, Python and
     PyTorch, e.g. ``"Intel(R) Xeon(R) Processor (2 cores), 23 GiB RAM, no GPU, Linux x86_64,
@@ -654,7 +611,6 @@ def readable(key: str) -> str:
     >>> readable("test_ap50"), readable("sem_gratio_mad"), readable("40nm_2d_s_per_mvox")
     ('test AP@0.5', 'SEM g-ratio mean abs. difference', '40 nm 2D s/Mvox')
     """
-    import re
 
     text = key.replace("_s_per_mvox", " s/Mvox").replace("_per_", " per ")
     words = []
@@ -727,8 +683,10 @@ def _front_md(metrics: Mapping[str, object]) -> list[str]:
 def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
                  machine: str | None = None) -> Path:
     """Write ``reports[/<profile>]/README.md``: each experiment's numbers and its key figures
-    (:data:`KEY_FIGURES`), and the seed claims with their verdicts; and the appendix
-    ``figures.md`` with every other figure. Returns the README's path."""
+    (:data:`neuroseg.report.captions.KEY_FIGURES`), and the seed claims with their verdicts;
+    and the appendix ``figures.md`` with every other figure. Returns the README's path."""
+    from neuroseg.report.captions import APPENDIX, anchor, figure_md, split_figures
+
     figs = figure_index(profile)
     machine = machine or machine_description()
     prof = paths.current_profile(profile)
@@ -812,12 +770,12 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
             md += [_md_table(metrics[table]), ""]
         shown, rest = split_figures(figs, prefix)
         for name in shown:
-            md += _figure_md(name)
+            md += figure_md(name)
         if rest:
-            md += [f"More figures of this step ({len(rest)}): [{APPENDIX}]({APPENDIX}#{_anchor(title)}).", ""]
+            md += [f"More figures of this step ({len(rest)}): [{APPENDIX}]({APPENDIX}#{anchor(title)}).", ""]
             appendix += ["", f"## {title}", ""]
             for name in rest:
-                appendix += _figure_md(name)
+                appendix += figure_md(name)
     target = paths.reports_dir(profile) / "README.md"
     with atomic_path(target) as tmp:
         Path(tmp).write_text("\n".join(md) + "\n", encoding="utf-8")
