@@ -203,6 +203,27 @@ def read_json(source: str | os.PathLike) -> Any:
         raise ValueError(f"{source}: not valid JSON ({err})") from err
 
 
+def read_sha256sums(path: str | os.PathLike) -> dict[str, str]:
+    """A ``sha256sum``-format file as ``{name: lower-case SHA-256}`` (``*`` and ``./`` dropped
+    from names); empty when the file is absent.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.sha256"
+    >>> _ = p.write_text("ABC  ./d/f.h5")
+    >>> read_sha256sums(p), read_sha256sums(p.parent / "none")
+    ({'d/f.h5': 'abc'}, {})
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2:
+            out[parts[1].strip().lstrip("*").removeprefix("./")] = parts[0].lower()
+    return out
+
+
 def write_csv(table, target: str | os.PathLike) -> Path:
     """Write a pandas DataFrame (or list of dicts) as CSV atomically, without the index."""
     import pandas as pd

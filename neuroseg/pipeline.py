@@ -29,6 +29,7 @@ Commands (the Makefile calls them; run ``python -m neuroseg.pipeline -h``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -174,6 +175,33 @@ def hand_parameters(name: str, profile: str | None) -> dict:
     return params
 
 
+@contextlib.contextmanager
+def environ(changes: dict):
+    """Environment variables set (a value of ``None`` removes one) inside the block, and put
+    back as they were after it.
+
+    >>> with environ({"NEUROSEG_X": "1"}):
+    ...     os.environ["NEUROSEG_X"]
+    '1'
+    >>> "NEUROSEG_X" in os.environ
+    False
+    """
+    old = {k: os.environ.get(k) for k in changes}
+    try:
+        for k, v in changes.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = str(v)
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_by_hand(name: str, *, timeout: int = 1800, env: dict | None = None) -> dict:
     """Run notebook ``name`` top to bottom as a person does in JupyterLab: the committed file,
     unchanged, on the installed ``python3`` kernel (``nbclient``), with ``profile = None``; the
@@ -184,23 +212,11 @@ def run_by_hand(name: str, *, timeout: int = 1800, env: dict | None = None) -> d
     import nbformat
 
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    old = {k: os.environ.get(k) for k in (env or {})}
-    try:
-        for k, v in (env or {}).items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with environ(env or {}):
         start = time.perf_counter()
         nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
         seconds = time.perf_counter() - start
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     texts = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
              if o.get("output_type") == "stream"]
     return {"notebook": name, "seconds": round(seconds, 1), "first_output": texts[0] if texts else ""}

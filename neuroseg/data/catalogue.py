@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neuroseg import paths
-from neuroseg.io import sha256_file
+from neuroseg.io import read_sha256sums, sha256_file
 
 
 @dataclass(frozen=True)
@@ -52,15 +52,7 @@ def _empty(path: Path) -> bool:
 
 def read_checksums(root: Path) -> dict[str, str]:
     """``dataset/file`` -> SHA-256 from ``root/CHECKSUMS.sha256`` (empty when it is absent)."""
-    path = Path(root) / CHECKSUMS_FILE
-    if not path.is_file():
-        return {}
-    out = {}
-    for line in path.read_text().splitlines():
-        parts = line.split(maxsplit=1)
-        if len(parts) == 2:
-            out[parts[1].strip().lstrip("*").removeprefix("./")] = parts[0].lower()
-    return out
+    return read_sha256sums(Path(root) / CHECKSUMS_FILE)
 
 
 DATASETS: dict[str, Dataset] = {

@@ -121,7 +121,7 @@ class HashMismatchError(DataError):
 
 def download(
     url: str, dest_dir: PathLike, *, extract: bool = True, progress: bool = True, retries: int = 3,
-    sha256: str | None = None,
+    sha256: str | None = None, hashes: dict[str, str] | None = None,
 ) -> Path:
     """Download ``url`` into ``dest_dir`` with ``pooch``; check its hash; extract an archive.
 
@@ -130,8 +130,8 @@ def download(
     SHA-256, else :class:`HashMismatchError` and nothing is kept. With ``extract`` a
     ``.tar(.gz)`` or ``.zip`` is unpacked safely (see :func:`extract_archive`) and the archive
     deleted; the return value is then the archive's single top-level folder (as in GitHub
-    archives) or the extraction folder. Otherwise the downloaded file is returned.
-    :func:`last_sha256` gives the hash of the latest download.
+    archives) or the extraction folder. Otherwise the downloaded file is returned. The
+    downloaded file's SHA-256 goes into ``hashes[url]`` when ``hashes`` is given.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ def download(
     target = dest_dir / name
     for attempt in range(1, retries + 1):
         try:
-            _download_to(url, target, progress=progress, sha256=sha256)
+            digest = _download_to(url, target, progress=progress, sha256=sha256)
             break
         except HashMismatchError:
             raise
@@ -149,6 +149,8 @@ def download(
             if url.startswith("file:") or client_error or attempt == retries:
                 raise OSError(f"cannot download {url}: {err}") from err
             time.sleep(2 * attempt)
+    if hashes is not None:
+        hashes[url] = digest
     if not extract or not _is_archive(target):
         return target
     root = extract_archive(target, dest_dir / (name + ".d"))
@@ -156,15 +158,7 @@ def download(
     return root
 
 
-_LAST_SHA256: dict[str, str] = {}
-
-
-def last_sha256(url: str) -> str | None:
-    """The SHA-256 of the latest download of ``url`` in this process (None if none)."""
-    return _LAST_SHA256.get(url)
-
-
-def _download_to(url: str, target: Path, *, progress: bool, sha256: str | None) -> None:
+def _download_to(url: str, target: Path, *, progress: bool, sha256: str | None) -> str:
     import pooch
 
     fd, part = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -188,8 +182,8 @@ def _download_to(url: str, target: Path, *, progress: bool, sha256: str | None) 
                 f"{url}: SHA-256 {digest}, expected {sha256}: the file changed at its source or "
                 "was damaged on the way; nothing was kept. Try again; if it persists, the source "
                 "changed: check PROVENANCE.md")
-        _LAST_SHA256[url] = digest
         os.replace(part, target)
+        return digest
     finally:
         if os.path.exists(part):
             os.unlink(part)
@@ -435,16 +429,16 @@ def fetch(
         archive_url = url or source.url
         _say(f"{name}: downloading {archive_url}", progress)
         pinned = source.sha256 if url is None else None
-        root = download(archive_url, work, progress=progress, sha256=pinned or known.get(archive_url))
+        got_hashes: dict[str, str] = {}
+        root = download(archive_url, work, progress=progress, sha256=pinned or known.get(archive_url),
+                        hashes=got_hashes)
         if not root.is_dir():
             raise DataError(f"{archive_url}: not an archive")
-        got_hashes = {archive_url: last_sha256(archive_url)}
         for rel, extra_url in source.extras:
             if not (root / rel).exists():
                 _say(f"{name}: downloading {extra_url}", progress)
                 got = download(extra_url, work / "extras", extract=False, progress=progress,
-                               sha256=known.get(extra_url))
-                got_hashes[extra_url] = last_sha256(extra_url)
+                               sha256=known.get(extra_url), hashes=got_hashes)
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(got, root / rel)
         source_root = root / source.subpath if source.subpath else root
@@ -454,7 +448,7 @@ def fetch(
         source.convert(source_root, out_dir)
         _write_license(source, root, out_dir)
         _record_download_hashes(data_root, {u: h for u, h in got_hashes.items()
-                                            if h and u not in known and not u.startswith("file:")})
+                                            if u not in known and not u.startswith("file:")})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     missing = missing_files(name, data_root)
@@ -470,15 +464,9 @@ DOWNLOAD_HASHES = "DOWNLOADS.sha256"
 
 def read_download_hashes(data_root: PathLike) -> dict[str, str]:
     """URL -> SHA-256 recorded in ``data_root/DOWNLOADS.sha256`` (empty when absent)."""
-    path = Path(data_root) / DOWNLOAD_HASHES
-    if not path.is_file():
-        return {}
-    out = {}
-    for line in path.read_text().splitlines():
-        digest, _, url = line.strip().partition("  ")
-        if digest and url:
-            out[url] = digest
-    return out
+    from neuroseg.io import read_sha256sums
+
+    return read_sha256sums(Path(data_root) / DOWNLOAD_HASHES)
 
 
 def _record_download_hashes(data_root: Path, new: dict[str, str]) -> None:

@@ -311,8 +311,7 @@ def export_soma(profile: str, models: Path, make: str, dest, bio_inputs: dict) -
                  val_metric="object accuracy tp/(tp+fp+fn) at IoU 0.5 (higher is better)",
                  val_value=value, val_data=f"neurofinder validation tiles ({len(samples)})",
                  rebuild=make.format(step) + " && " + make.format("export-models"), dest=dest)
-    image = samples[0].image
-    bio_inputs["soma"] = image[None, :256, :256]
+    bio_inputs["soma"] = samples[0].image[None, :256, :256]
     return ["soma"]
 
 
@@ -340,7 +339,8 @@ def export_axons(profile: str, models: Path, make: str, dest, bio_inputs: dict) 
             print(f"axon_{row.modality}: {folder} missing; run `{make.format(step)}`")
             continue
         part = "test" if row.train_on == "train+val" else "val"
-        ids = [s.id for s in load_samples(row.modality, part, profile=profile)]
+        samples = load_samples(row.modality, part, profile=profile)
+        ids = [s.id for s in samples]
         split = {"scorer": "axon_dice_mean", "modality": row.modality, "part": part, "ids": ids,
                  "tile": params.get("tile")}
         value = score(half_rounded(load_model(folder)), split)
@@ -352,8 +352,7 @@ def export_axons(profile: str, models: Path, make: str, dest, bio_inputs: dict) 
                      val_value=value,
                      val_data=f"AxonDeepSeg {row.modality.upper()} {part} images ({len(ids)}){why}",
                      rebuild=make.format(step) + " && " + make.format("export-models"), dest=dest)
-        image = load_samples(row.modality, part, ids=ids[:1])[0].image
-        bio_inputs[name] = image[None, :256, :256]
+        bio_inputs[name] = samples[0].image[None, :256, :256]
         done.append(name)
     return done
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import shutil
 import sys
@@ -178,7 +177,6 @@ def fresh_metrics(step: str, *, profile: str = "full", keep: bool = False,
             f"`make {step} PROFILE={profile}` first")
     artifacts.parent.mkdir(parents=True, exist_ok=True)  # the temporary folder lies beside
     work = Path(tempfile.mkdtemp(prefix=f".verify-{step}-", dir=artifacts.parent))
-    old_env = {k: os.environ.get(k) for k in ("NEUROSEG_ARTIFACTS", "NEUROSEG_REPORTS")}
     try:
         copies = {artifacts: work / "artifacts" / profile,
                   reports: work / "reports" / (profile if profile != paths.DEFAULT_PROFILE else "")}
@@ -196,16 +194,10 @@ def fresh_metrics(step: str, *, profile: str = "full", keep: bool = False,
                 shutil.rmtree(copies[original] / "models" / inside.parts[1], ignore_errors=True)
             else:
                 (copies[original] / inside).unlink(missing_ok=True)
-        os.environ["NEUROSEG_ARTIFACTS"] = str(work / "artifacts")
-        os.environ["NEUROSEG_REPORTS"] = str(work / "reports")
-        pipeline.run_notebook(step, profile, overrides=overrides)
-        fresh = quality_metrics(paths.metrics_dir(profile), step)
+        with pipeline.environ({"NEUROSEG_ARTIFACTS": work / "artifacts", "NEUROSEG_REPORTS": work / "reports"}):
+            pipeline.run_notebook(step, profile, overrides=overrides)
+            fresh = quality_metrics(paths.metrics_dir(profile), step)
     finally:
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     return fresh
