@@ -607,10 +607,27 @@ def test_train_affinities_one_epoch(tmp_path):
     assert model.meta["offsets"] == [list(o) for o in NEAREST]
     assert model.meta["crop"] == [4, 16, 16]
     assert model.meta["train_config"]["loss"] == "balanced_bce"
+    assert model.meta["train_config"]["precision"] == "auto"
     loaded = load_model(folder)
     assert loaded.meta["pixel_size"] == {"size": [40.0, 10.0, 10.0], "unit": "nm"}
     for p, q in zip(model.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(p, q)
+
+
+def test_train_affinities_in_bf16_channels_last(tmp_path):
+    labels = _synthetic_labels((4, 16, 16), 3, seed=0)
+    raw = np.random.default_rng(0).random(labels.shape).astype(np.float32)
+    model, history = train_affinities(
+        _tiny_net(ANISO, base_features=4), (raw, labels), (raw, labels), folder=tmp_path / "a",
+        crop=(4, 16, 16), epochs=1, samples_per_epoch=2, val_crops=1, batch_size=2,
+        precision="bf16", channels_last=True, progress=False,
+    )
+    assert np.isfinite(history["train_loss"]).all()
+    assert model.meta["train_config"]["precision"] == "bf16"
+    assert model.meta["train_config"]["channels_last"] is True
+    with pytest.raises(ValueError, match="precision"):
+        train_affinities(_tiny_net(ANISO, base_features=4), (raw, labels), folder=tmp_path / "b",
+                         epochs=1, precision="fp8")
 
 
 def test_train_affinities_bad_inputs(tmp_path):

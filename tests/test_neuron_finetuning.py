@@ -359,15 +359,19 @@ def test_changed_pretrained_weights_retrain(trained, pretrained, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "change", [{"samples_per_epoch": 6}, {"val_crops": 3}, {"elastic_alpha": 0.0}]
+    "change", [{"samples_per_epoch": 6}, {"val_crops": 3}, {"elastic_alpha": 0.0},
+               {"precision": "bf16", "channels_last": True}]
 )
 def test_changed_training_options_retrain(trained, tmp_path, change):
     task, setting, _, _ = trained["soma"]
     runs = shutil.copytree(task.folder, tmp_path / "runs")
     before = _files(runs / setting.key)
-    train_setting(dataclasses.replace(task, folder=runs, **change), setting)
+    model, _ = train_setting(dataclasses.replace(task, folder=runs, **change), setting)
     after = _files(runs / setting.key)
     assert after[Path("history.csv")][1] != before[Path("history.csv")][1]
+    recorded = model.meta["train_config"]
+    assert recorded["precision"] == change.get("precision", "auto")
+    assert recorded["channels_last"] is change.get("channels_last", False)
 
 
 @pytest.mark.parametrize("kind", ["soma", "em"])

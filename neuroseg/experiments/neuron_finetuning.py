@@ -75,7 +75,8 @@ class Task:
     ``target`` is ``"fg_contour"`` (two channels, instances by seeded watershed on
     foreground minus contour) or ``"boundaries"`` (one channel, instances by watershed on the
     boundary map). ``scale`` enlarges images before the network (and shrinks probabilities
-    back). ``folder`` holds one model folder per trained setting.
+    back). ``folder`` holds one model folder per trained setting. ``precision`` and
+    ``channels_last`` are :class:`neuroseg.nets.train.TrainConfig`'s, for every setting.
     """
 
     name: str
@@ -95,6 +96,8 @@ class Task:
     elastic_alpha: float = 34.0
     elastic_sigma: float = 4.0
     elastic_p: float = 0.5
+    precision: str = "auto"
+    channels_last: bool = False
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -372,6 +375,7 @@ def train_setting(task: Task, setting: Setting, *, progress: bool = False) -> tu
     config = TrainConfig(
         epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr,
         weight_decay=setting.weight_decay, loss=setting.loss, seed=setting.seed,
+        precision=task.precision, channels_last=task.channels_last,
     )
     folder = task.folder / setting.key
     fit(model, train_data, val_data, config=config, folder=folder, meta=meta, resume="if_compatible",

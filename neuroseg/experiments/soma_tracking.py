@@ -183,6 +183,7 @@ def train_segmenter(
     batch_size: int = 8,
     lr: float = 5e-4,
     precision: str = "auto",
+    channels_last: bool = False,
     elastic: tuple[float, float, float] = (34.0, 4.0, 0.5),
     seed: int = 0,
     progress: bool = True,
@@ -206,7 +207,8 @@ def train_segmenter(
             "task": "nuclei over time", "crop": crop}
     meta.pop("postprocess", None)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=1e-4,
-                         loss="bce", seed=seed, precision=precision)
+                         loss="bce", seed=seed, precision=precision,
+                         channels_last=bool(channels_last))
     fit(model, data, val_data, config=config, folder=folder, meta=meta, resume="if_compatible",
         progress=progress)
     return load_model(folder), history_frame(folder)

@@ -102,6 +102,8 @@ def train_affinities(
     weight_decay: float = 1e-4,
     loss: str = "balanced_bce",
     elastic: tuple[float, float, float] = (34.0, 4.0, 0.5),
+    precision: str = "auto",
+    channels_last: bool = False,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[UNet, pd.DataFrame]:
@@ -113,7 +115,9 @@ def train_affinities(
     intensity changes). The loss is class-balanced BCE by default: boundary and in-object
     edges weigh equally. Training runs with :func:`neuroseg.nets.train.fit` (AdamW, cosine
     schedule), resumes a run in ``folder`` and keeps the weights of the lowest validation
-    loss, which it returns with the history.
+    loss, which it returns with the history. ``precision`` and ``channels_last`` are
+    :class:`neuroseg.nets.train.TrainConfig`'s (``"bf16"`` with ``channels_last=True`` trains
+    several times faster on a CPU with bf16 units).
     """
     from neuroseg.nets.train import TrainConfig, fit
 
@@ -139,7 +143,8 @@ def train_affinities(
             augmenter=Augmenter.none(), samples_per_epoch=val_crops, seed=seed + 1, fixed=True,
         )
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss, seed=seed
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss, seed=seed,
+        precision=precision, channels_last=bool(channels_last),
     )
     meta["crop"] = list(crop)
     history = fit(
