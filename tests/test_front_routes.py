@@ -140,3 +140,13 @@ def test_pretrained_and_better_inits(volumes, tmp_path):
     model, cost = fr.train_setting(s2, volumes, folder=tmp_path / s2.name, budget=60.0,
                                    crop=(32, 32), pretrained=source, **OPTIONS)
     assert cost["init"] == "pretrained" and model.meta["init"] == "pretrained"
+
+
+def test_a_3d_setting_starting_from_2d_needs_the_2d_network_of_its_capacity(volumes, tmp_path):
+    from neuroseg.experiments.front_2d_vs_3d import build_front
+
+    with pytest.raises(ValueError, match="2D affinities network of depth 2 and 4 base features"):
+        build_front(volumes, settings_2d=[], settings_3d=[{"base_features": 4, "depth": 2, "init": "better"}],
+                    linker=None, z_nms=[20.0], folder=tmp_path, budget=1.0, train_2d={}, train_3d={},
+                    candidates_2d={}, candidates_3d=[], test_volumes=["test"])
+    assert not any(tmp_path.iterdir())  # refused before anything was trained

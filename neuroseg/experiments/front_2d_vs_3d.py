@@ -101,8 +101,12 @@ def build_front(
     test volume, stage by stage with
     :func:`neuroseg.measure.timing.benchmark` (``warmup``, median of ``repeats``), the
     networks as ``speed_2d`` / ``speed_3d`` say. A setting with ``init`` ``"pretrained"`` or
-    ``"better"`` starts from ``pretrained`` (the 2D EM network; inflated to 3D kernels for the
-    3D route, see :func:`neuroseg.segment.front_routes.inflate_2d_to_3d`).
+    ``"better"`` (both trained, the lower validation loss kept: ``init_kept``) starts from
+    ``pretrained``, a 2D EM network of the setting's depth and base features. For a 3D setting
+    without ``pretrained``, that is this front's 2D affinities network of the same depth and
+    base features, trained first, inflated to 3D kernels
+    (:func:`neuroseg.segment.front_routes.inflate_2d_to_3d`; its head, other offsets, starts
+    fresh); its training time is not counted in the 3D setting's budget, as no pretraining is.
 
     Returns
     -------
@@ -126,10 +130,13 @@ def build_front(
     device = device or str(default_device())
     rows, choices = [], []
     tests = [volumes[v] for v in test_volumes]
+    starts_3d = {}  # (depth, base features) -> the 2D affinities network a 3D setting may start from
     for spec in tqdm(settings_2d, desc="2D settings"):
         s = fr.RouteSetting.of(spec, route="2d")
         model, cost = fr.train_setting(s, volumes, folder=folder / s.name, budget=budget,
                                        pretrained=pretrained, seed=seed, **train_2d)
+        if s.segmenter == "affinities":
+            starts_3d[(int(s.depth), int(s.base_features))] = model
         net = accelerate(model, speed_2d, device=device)
         for z in z_nms:
             post, table = fr.choose_2d_postprocess(model, volumes["val"], z_nm=float(z),
@@ -151,10 +158,18 @@ def build_front(
                                        megavoxels=sub.raw.size / 1e6, linker_cost=linker_cost))
     for spec in tqdm(settings_3d, desc="3D settings"):
         s = fr.RouteSetting.of(spec, route="3d")
+        start = pretrained
+        if s.init != "scratch" and start is None:
+            start = starts_3d.get((int(s.depth), int(s.base_features)))
+            if start is None:
+                raise ValueError(
+                    f"3D setting {s.name!r} (init {s.init!r}) starts from the 2D affinities network of "
+                    f"depth {s.depth} and {s.base_features} base features: add that 2D setting, "
+                    "pass pretrained=, or use init 'scratch'")
         for z in z_nms:
             options = {**train_3d, "crop": _per_z(train_3d["crop"], z), "tile": _per_z(train_3d["tile"], z)}
             model, cost = fr.train_setting(s, volumes, folder=folder / f"{s.name}_{float(z):g}nm",
-                                           budget=budget, z_nm=float(z), pretrained=pretrained,
+                                           budget=budget, z_nm=float(z), pretrained=start,
                                            seed=seed, **options)
             net = accelerate(model, speed_3d, device=device)
             val = volumes["val"]
@@ -298,7 +313,8 @@ def seed_rows(
     from neuroseg.measure.voi_rand import segmentation_scores
     from neuroseg.segment import front_routes as fr
 
-    folder = Path(folder) / "seeds"
+    front_folder = Path(folder)
+    folder = front_folder / "seeds"
     device = device or str(default_device())
     best = winners(choices)
     if "2d" not in best:
@@ -339,7 +355,8 @@ def seed_rows(
             s3 = fr.RouteSetting.of(spec, route=route)
             options = {**train_3d, "crop": _per_z(train_3d["crop"], z), "tile": _per_z(train_3d["tile"], z)}
             net3, _ = fr.train_setting(s3, volumes, folder=folder / f"{s3.name}_{z:g}nm_s{seed}",
-                                       budget=budget, z_nm=z, seed=seed, **options)
+                                       budget=budget, z_nm=z, seed=seed,
+                                       pretrained=_start_3d(front_folder, s3), **options)
             fast3 = accelerate(net3, speed_3d, device=device)
             for name in test_volumes:
                 sub = volumes[name].subsampled(z)
@@ -349,6 +366,25 @@ def seed_rows(
                 rows.append({"route": "3d", "setting": s3.name, "z_nm": z, "volume": name,
                              "seed": seed, **segmentation_scores(sub.gt, labels)})
     return pd.DataFrame(rows)
+
+
+def _start_3d(front_folder, setting):
+    """The 2D affinities network a 3D ``setting`` of the front started from (``None`` for
+    ``init`` ``"scratch"``): the front's own one of the same depth and base features."""
+    from pathlib import Path
+
+    from neuroseg.nets.folder import load_model
+    from neuroseg.segment.front_routes import RouteSetting
+
+    if setting.init == "scratch":
+        return None
+    source = RouteSetting("2d", base_features=setting.base_features, depth=setting.depth,
+                          segmenter="affinities")
+    path = Path(front_folder) / source.name
+    if not (path / "weights.pt").exists():
+        raise FileNotFoundError(f"{path}: the 2D network {setting.name!r} starts from is not trained; "
+                                "run 45_front_2d_vs_3d first")
+    return load_model(path)
 
 
 def seed_spread(step: str, front_table: pd.DataFrame, rows: pd.DataFrame, *, seed: int = 0,
