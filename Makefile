@@ -30,7 +30,7 @@ STEPS := $(basename $(notdir $(NOTEBOOKS)))
 EXECUTED := $(STEPS:%=$(RUN)/%.ipynb)
 DIGESTS := $(STEPS:%=$(RUN)/%.digest)
 
-.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study notebooks-by-hand export-models front-precision front-seeds FORCE $(STEPS)
+.PHONY: help install reproduce test unit lab data lint clean verify seeds blockwise-study notebooks-by-hand export-models front-precision front-seeds axon-seeds FORCE $(STEPS)
 
 help:  ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -97,6 +97,11 @@ front-precision: $(RUN)/45_front_2d_vs_3d.digest | $(STAMP)  ## bf16 against fp3
 # reports/metrics/45_front_2d_vs_3d_seeds.csv; outside `make reproduce`, about 25 min a seed.
 front-seeds: $(RUN)/45_front_2d_vs_3d.digest | $(STAMP)  ## the front's winners with SEEDS (default 1 2): spread of their test scores
 	$(PY) benchmarks/front_seeds.py --profile $(PROFILE) --seeds $(SEEDS)
+
+# 50's reported axon/myelin model (SEM) trained again with other seeds (#29): the spread of its
+# test numbers, reports/metrics/50_axon_myelin_seeds.csv; outside `make reproduce`, about 20 min a seed.
+axon-seeds: $(RUN)/50_axon_myelin.digest | $(STAMP)  ## 50's reported SEM model with SEEDS (default 1 2): spread of its test numbers
+	$(PY) benchmarks/axon_seeds.py --profile $(PROFILE) --seeds $(SEEDS)
 
 # ------------------------------------------------------------------ shipped models
 # The trained models of PROFILE (nucleus from 10, soma from 20, axon SEM and TEM from 50, the
