@@ -92,3 +92,17 @@ def test_time_budget_ends_training_early_and_is_recognised_on_resume(tmp_path):
     assert len(again) == 1  # a finished budgeted run is not trained again
     with pytest.raises(ValueError, match="time_budget"):
         train.TrainConfig(time_budget=0)
+
+
+def test_a_slices_segments_do_not_depend_on_the_slices_cut_with_it():
+    # quantised affinities (as bf16 outputs are) tie often; each slice is cut alone all the same
+    rng = np.random.default_rng(0)
+    affs = (np.round(rng.random((2, 6, 24, 24)) * 16) / 16).astype(np.float32)
+    whole = mutex_watershed_2d(affs, offsets=[(-1, 0), (0, -1)])
+    part = mutex_watershed_2d(affs[:, 2:4], offsets=[(-1, 0), (0, -1)])
+    for k in range(2):
+        a, b = whole[2 + k], part[k]
+        pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+        assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+    ids = [set(np.unique(s)) for s in whole]
+    assert all(not (ids[i] & ids[j]) for i in range(6) for j in range(i + 1, 6))  # unique over the volume

@@ -29,6 +29,20 @@ class _MembraneNet(UNet):
         return 20.0 * (x - 0.5)
 
 
+class _Affinity2DNet(UNet):
+    """A 2D in-plane affinity 'model' (as the shipped em_2d): every offset's logit is
+    ``20 * (0.5 - input)``, so a bright (membrane) pixel cuts its edges."""
+
+    def __init__(self):
+        super().__init__(ndim=2, depth=2, base_features=2, out_channels=2)
+        self.meta = {"target": "affinities_2d", "offsets": [[-1, 0], [0, -1]],
+                     "pixel_size": {"size": [10.0, 10.0], "unit": "nm"},
+                     "postprocess": {"threshold": 0.5, "min_size": 0}}
+
+    def forward(self, x):
+        return (3.0 * (0.5 - x)).repeat(1, 2, 1, 1)
+
+
 class _AffinityNet(UNet):
     """A 3D affinity 'model': every offset's logit is ``20 * (0.5 - input)`` (dark = boundary)."""
 
@@ -87,6 +101,14 @@ def test_z_blocks_equal_the_whole_volume_2d(volume, tmp_path, method, max_gap):
     got = _blockwise(volume, tmp_path, "z", block=(3, 40, 40), method=method, linker=linker,
                      max_gap=max_gap)
     assert got.dtype == np.uint8
+    assert _same_partition(whole, got)
+
+
+def test_z_blocks_equal_the_whole_volume_with_an_in_plane_affinity_model(volume, tmp_path):
+    whole = segment_volume_2d(_Affinity2DNet(), volume, method="overlap", resolution=RES)
+    assert whole.max() > 5
+    got = _blockwise(volume, tmp_path, "aff", model=_Affinity2DNet(), block=(3, 40, 40),
+                     method="overlap")
     assert _same_partition(whole, got)
 
 
@@ -195,7 +217,7 @@ def test_bad_input_is_refused_clearly(volume, tmp_path):
     with pytest.raises(ValueError, match="block"):
         segment_blockwise(volume, tmp_path / "a.zarr", route="2d", model=_MembraneNet(),
                           block=(0, 4, 4))
-    with pytest.raises(ValueError, match="2D boundary model"):
+    with pytest.raises(ValueError, match="2D boundary or in-plane affinity model"):
         segment_blockwise(volume, tmp_path / "a.zarr", route="2d", model=_AffinityNet(),
                           resolution=RES, scheduler="inline")
     with pytest.raises(ValueError, match="model's voxel size"):

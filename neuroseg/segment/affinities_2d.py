@@ -100,7 +100,11 @@ def mutex_watershed_2d(
     min_size: int = 0,
     strides: Sequence[Sequence[int]] | None = None,
 ) -> np.ndarray:
-    """2D segments of every slice from in-plane affinities, by one batched mutex watershed.
+    """2D segments of every slice from in-plane affinities, by a mutex watershed per slice.
+
+    Each slice is cut on its own, so its segments do not depend on the other slices given
+    with it (a stack cut at once breaks ties between equal affinities, common in bf16 outputs,
+    differently by stack, and was 2.6x slower on 32 slices of 250 x 250 pixels).
 
     Parameters
     ----------
@@ -129,12 +133,18 @@ def mutex_watershed_2d(
     if not any(o == (0, -1, 0) or o == (0, 1, 0) for o in lifted) or not any(
             o == (0, 0, -1) or o == (0, 0, 1) for o in lifted):
         raise ValueError(f"the offsets must hold the nearest in-plane offsets; got {list(offsets)}")
-    # every slice on its own: the z spacing only has to keep the nearest voxel of a small
-    # segment in its own slice
-    zspan = 10.0 * (affs.shape[2] + affs.shape[3] + 1)
     strides3 = None if strides is None else [(1, int(s[0]), int(s[1])) for s in strides]
-    return mutex_watershed(np.asarray(affs, np.float32), offsets=lifted, threshold=threshold,
-                           min_size=min_size, resolution=(zspan, 1.0, 1.0), strides=strides3)
+    affs = np.asarray(affs, np.float32)
+    out = np.zeros(affs.shape[1:], np.uint32)
+    base = 0
+    for z in range(affs.shape[1]):
+        seg = mutex_watershed(affs[:, z:z + 1], offsets=lifted, threshold=threshold,
+                              min_size=min_size, resolution=(1.0, 1.0, 1.0), strides=strides3)
+        seg = seg.astype(np.uint32)
+        seg[seg > 0] += np.uint32(base)
+        base = max(base, int(seg.max()))
+        out[z] = seg[0]
+    return out
 
 
 def affinity_network_2d(

@@ -305,10 +305,10 @@ def _plan(route, model, linker, *, shape, block, halo, resolution, method, thres
           join_threshold) -> tuple[dict, object]:
     meta = getattr(model, "meta", None) or {}
     if route == "2d":
-        if meta.get("target") != "boundaries" or model.config["ndim"] != 2:
-            raise ValueError("the 2D route needs a 2D boundary model (e.g. "
-                             f"artifacts/<profile>/models/em_boundary_unet); this one predicts "
-                             f"{meta.get('target')!r}")
+        if meta.get("target") not in ("boundaries", "affinities_2d") or model.config["ndim"] != 2:
+            raise ValueError("the 2D route needs a 2D boundary or in-plane affinity model (e.g. the "
+                             "shipped 'em_2d', or artifacts/<profile>/models/em_boundary_unet); this "
+                             f"one predicts {meta.get('target')!r}")
         if method is None:
             method = "learned" if linker is not None else "overlap"
         if method == "learned":
