@@ -271,6 +271,10 @@ def test_every_measured_claim_says_how_many_seeds_stand_behind_it():
                           "seeds": ["0 1 2"], "mean": [0.8], "sd": [0.01]})
     (c,) = [c for c in results.claims(_metrics(seeds=seeds)) if c.source == "SomaNet"]
     assert c.measured.endswith("(spread over seeds for 10_nucleus_pretraining (seeds tables); the rest 1 seed)")
+    # a spread of 20's numbers stands behind 20's claim, not behind the nucleus claim of 10
+    seeds20 = seeds.assign(step="20_neuron_finetuning")
+    (c,) = [c for c in results.claims(_metrics(seeds=seeds20)) if c.source == "SomaNet"]
+    assert c.claim.startswith("nucleus U-Net") and c.measured.endswith("(1 seed)")
 
 
 def test_every_committed_figure_has_a_caption_and_the_page_shows_it(tmp_path, monkeypatch):

@@ -335,13 +335,17 @@ CLAIM_STEPS = {"SomaNet": ("10_nucleus_pretraining", "20_neuron_finetuning"),
                "Know Your Neighbour": ("45_front_2d_vs_3d", "30_slice_linking"),
                "WEBKNOSSOS": ("35_affinities_3d", "30_slice_linking"),
                "AxonDeepSeg": ("50_axon_myelin",), "SomaNet (next steps)": ("60_soma_tracking",)}
+#: Where one source makes several claims from different steps: the steps of each claim.
+CLAIM_TEXT_STEPS = {"nucleus U-Net": ("10_nucleus_pretraining",),
+                    "retraining the last layers": ("20_neuron_finetuning",)}
 
 
-def _seed_note(metrics: Mapping[str, object], source: str) -> str:
+def _seed_note(metrics: Mapping[str, object], source: str, claim: str = "") -> str:
     """How many seeds stand behind a claim's numbers: the steps with a recorded spread
     (``seeds.csv`` or the step's ``_seeds.csv``), or "1 seed"."""
     seeds = metrics.get("seeds")
-    steps = CLAIM_STEPS.get(source, ())
+    steps = next((v for k, v in CLAIM_TEXT_STEPS.items() if claim.startswith(k)),
+                 CLAIM_STEPS.get(source, ()))
     have = sorted(set(seeds["step"].astype(str)) & set(steps)) if isinstance(seeds, pd.DataFrame) else []
     if not have:
         return "1 seed"
@@ -357,7 +361,7 @@ def claims(metrics: Mapping[str, object]) -> list[Claim]:
     items = (_somanet_claims(metrics) + linking + _webknossos_claims(metrics)
              + _axon_claims(metrics) + _tracking_claims(metrics))
     return [c if c.verdict == "not measured" else
-            replace(c, measured=f"{c.measured} ({_seed_note(metrics, c.source)})") for c in items]
+            replace(c, measured=f"{c.measured} ({_seed_note(metrics, c.source, c.claim)})") for c in items]
 
 
 def claims_table(items: list[Claim]) -> pd.DataFrame:
