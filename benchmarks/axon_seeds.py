@@ -22,11 +22,12 @@ import re
 
 import pandas as pd
 
-from neuroseg import io, machine, paths
+from neuroseg import machine, paths
 from neuroseg.experiments import axon_myelin as am
 from neuroseg.measure.seeds import spread_table
 from neuroseg.nets import train
 from neuroseg.pipeline import notebook_parameters
+from neuroseg.report.verify import write_step_spread
 
 STEP = "50_axon_myelin"
 #: The per-modality headline numbers of a reported model that a seed run measures again.
@@ -94,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         by_seed[own].update({k: math.nan if headline.get(k) is None else float(headline[k]) for k in keys})
     runs = {s: {f"{STEP}:{k}": v for k, v in values.items()} for s, values in by_seed.items()}
     spread = spread_table(STEP, runs, machine=machine.one_line())
-    out = io.write_metrics(STEP, spread, profile=profile, suffix="_seeds")
-    with pd.option_context("display.width", 160, "display.max_rows", None):
-        print(spread.drop(columns=["machine", "step"]).round(4).to_string(index=False))
-    print(f"written {out}")
+    write_step_spread(STEP, spread, profile=profile)
     return 0
 
 

@@ -25,6 +25,7 @@ from neuroseg.measure.timing import device_label
 from neuroseg.nets import train
 from neuroseg.nets.speed import Speed
 from neuroseg.pipeline import notebook_parameters
+from neuroseg.report.verify import write_step_spread
 
 STEP = "45_front_2d_vs_3d"
 
@@ -55,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         link_thresholds=params.get("link_thresholds"))
     io.write_metrics(STEP, rows, profile=profile, suffix=f"_{tag}_seed_runs")
     spread = front.seed_spread(STEP, table, rows, seed=own, machine=machine.one_line())
-    out = io.write_metrics(STEP, spread, profile=profile, suffix="_seeds")
-    with pd.option_context("display.width", 160, "display.max_rows", None):
-        print(spread.drop(columns=["machine", "step"]).round(4).to_string(index=False))
-    print(f"written {out}")
+    write_step_spread(STEP, spread, profile=profile)
     return 0
 
 

@@ -227,6 +227,16 @@ def seed_tables(metrics_dir: Path | None = None) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True).drop_duplicates(["step", "metric"], keep="first")
 
 
+def write_step_spread(step: str, spread: pd.DataFrame, *, profile: str | None = None) -> Path:
+    """Write a step's own spread table, ``<step>_seeds.csv`` (read by :func:`seed_tables`),
+    and print it; returns the file."""
+    out = io.write_metrics(step, spread, profile=profile, suffix="_seeds")
+    with pd.option_context("display.width", 160, "display.max_rows", None):
+        print(spread.drop(columns=["machine", "step"]).round(4).to_string(index=False))
+    print(f"written {out}")
+    return out
+
+
 def record(table: pd.DataFrame, *, profile: str = "full", name: str = "reproducibility.csv") -> Path:
     """Write ``table``'s rows to ``name`` in the metrics folder, replacing its step's rows."""
     out = paths.metrics_dir(profile) / name
