@@ -305,7 +305,9 @@ def _plan(route, model, linker, *, shape, block, halo, resolution, method, thres
           join_threshold) -> tuple[dict, object]:
     meta = getattr(model, "meta", None) or {}
     if route == "2d":
-        if meta.get("target") not in ("boundaries", "affinities_2d") or model.config["ndim"] != 2:
+        from neuroseg.segment.affinities_2d import TARGET_2D
+
+        if meta.get("target") not in ("boundaries", TARGET_2D) or model.config["ndim"] != 2:
             raise ValueError("the 2D route needs a 2D boundary or in-plane affinity model (e.g. the "
                              "shipped 'em_2d', or artifacts/<profile>/models/em_boundary_unet); this "
                              f"one predicts {meta.get('target')!r}")
