@@ -126,16 +126,14 @@ data: $(STAMP)  ## check NEUROSEG_DATA; download and convert missing datasets (n
 	$(PY) -m neuroseg.data --download
 
 # Blockwise segmentation (#26): consistency with the whole volume, throughput over workers
-# and volume size, memory per worker, and the cost of 1 mm^3; the quick-profile models, so it
-# stays outside `make reproduce` (about 30 to 60 min on 2 shared cores).
-BLOCKWISE_MODELS := $(foreach m,em_boundary_unet slice_linker affinity_unet_40nm,$(or $(NEUROSEG_ARTIFACTS),artifacts)/quick/models/$(m)/config.json)
-blockwise-study: reports/metrics/blockwise_scaling.csv  ## blockwise study: reports/metrics/blockwise_*.csv and .json (quick models; up to an hour)
+# and volume size up to a gigavoxel, memory per worker, and the cost of 1 mm^3; the shipped
+# models in bf16, outside `make reproduce` (about an hour on 2 cores; BLOCKWISE_ARGS=--no-gigavoxel
+# leaves out the gigavoxel run, about 40 minutes of it).
+BLOCKWISE_MODELS := $(foreach m,em_2d em_linker em_3d_40nm,neuroseg/models/$(m)/weights.pt)
+blockwise-study: reports/metrics/blockwise_scaling.csv  ## blockwise study: reports/blockwise.md, reports/metrics/blockwise_* (about an hour)
 
 reports/metrics/blockwise_scaling.csv: benchmarks/blockwise_study.py $(PACKAGE_SOURCES) $(BLOCKWISE_MODELS) | $(STAMP)
-	NEUROSEG_PROFILE=quick $(PY) benchmarks/blockwise_study.py
-
-$(BLOCKWISE_MODELS):
-	$(MAKE) reproduce PROFILE=quick
+	$(PY) benchmarks/blockwise_study.py $(BLOCKWISE_ARGS)
 
 clean:  ## remove the artifacts and quick reports (keeps .venv and the committed reports/)
 	rm -rf artifacts reports/quick

@@ -155,9 +155,12 @@ def _block(text: str) -> tuple[int, int, int]:
 @click.option("--scheduler", default=None,
               help="address of a running Dask scheduler (default: a local cluster); implies --block")
 @click.option("--workers", type=int, default=None, help="local cluster's worker processes")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="the networks' arithmetic; bf16 (with channels-last) is several times faster "
+                   "on CPUs with bf16 units and on GPUs, validation scores unchanged")
 @_fail_clearly
 def segment_volume(raw, out, model_folder, route, resolution, linker_folder, key, device, block,
-                   scheduler, workers):
+                   scheduler, workers, precision):
     """Segment a 3D EM volume into neurons, the 2D way (slices, then linking) or the 3D way.
 
     With --block (or --scheduler) the volume is read, segmented and written block by block
@@ -176,6 +179,7 @@ def segment_volume(raw, out, model_folder, route, resolution, linker_folder, key
             raw, out, route=route, model=model_folder, linker=linker_folder, resolution=res,
             block=_block(block or "64,512,512"), key=key, scheduler=scheduler,
             workers=workers, device=device or "cpu", progress=True,
+            precision=precision, channels_last=precision != "fp32",
         )
         click.echo(f"{raw} -> {out} ({result.n_objects} objects, {result.n_blocks} blocks, "
                    f"{result.blocks_skipped} already done)")
@@ -185,14 +189,21 @@ def segment_volume(raw, out, model_folder, route, resolution, linker_folder, key
     if res is None:
         raise ValueError(f"{raw} records no voxel size: pass --resolution z,y,x in nm")
     model = _model(model_folder, device)
+    speed = None
+    if precision != "fp32":
+        from neuroseg.nets.speed import Speed, accelerate
+
+        speed = Speed(precision=precision, channels_last=True)
+        model = accelerate(model, speed)
     if route == "2d":
         from neuroseg.segment.volume_2d import segment_volume_2d
 
         linker = None
         if linker_folder:
-            from neuroseg.linking.learned import load_linker
+            from neuroseg.linking.learned import accelerated, load_linker
 
             linker = load_linker(linker_folder)
+            linker = accelerated(linker, speed) if speed is not None else linker
         labels = segment_volume_2d(model, image.array, linker=linker, resolution=res,
                                    progress=True, device=device)
     else:

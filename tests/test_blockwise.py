@@ -29,6 +29,20 @@ class _MembraneNet(UNet):
         return 20.0 * (x - 0.5)
 
 
+class _SmoothMembraneNet(UNet):
+    """A boundary 'model' that computes: a 3 x 3 mean of the input, then ``20 * (mean - 0.5)``
+    (the convolution runs in bf16 under autocast, so precision changes its output)."""
+
+    def __init__(self):
+        super().__init__(ndim=2, depth=2, base_features=4)
+        self.mean = torch.nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        torch.nn.init.constant_(self.mean.weight, 1.0 / 9.0)
+        self.meta = {"target": "boundaries", "postprocess": {"threshold": 0.5}}
+
+    def forward(self, x):
+        return 20.0 * (self.mean(x) - 0.5)
+
+
 class _Affinity2DNet(UNet):
     """A 2D in-plane affinity 'model' (as the shipped em_2d): every offset's logit is
     ``20 * (0.5 - input)``, so a bright (membrane) pixel cuts its edges."""
@@ -225,7 +239,44 @@ def test_bad_input_is_refused_clearly(volume, tmp_path):
                           resolution=(10, 10, 10), scheduler="inline")
 
 
-def test_batch_size_does_not_change_the_boundaries(volume):
+def test_bf16_blocks_equal_the_whole_volume_at_bf16_and_a_resume_keeps_the_precision(
+        volume, tmp_path, monkeypatch):
+    """precision='bf16' runs the networks as accelerate(..., Speed('bf16', channels_last))
+    would for the whole volume; z blocks still equal it, and a run started at another
+    precision is not resumed from its blocks."""
+    from neuroseg.nets.speed import Speed, accelerate
+
+    net = _SmoothMembraneNet().eval()
+    fast = accelerate(net, Speed(precision="bf16", channels_last=True))
+    whole = segment_volume_2d(fast, volume, method="overlap", resolution=RES)
+    fp32 = segment_volume_2d(net, volume, method="overlap", resolution=RES)
+    assert whole.max() > 1 and not np.array_equal(whole, fp32)  # bf16 does change the cut here
+    got = _blockwise(volume, tmp_path, "bf16", model=net, block=(3, 40, 40), method="overlap",
+                     precision="bf16", channels_last=True)
+    assert _same_partition(whole, got)
+    real = block_tasks.segment_block_2d
+    calls = []
+
+    def dies_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(block_tasks, "segment_block_2d", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        _blockwise(volume, tmp_path, "killed", model=net, block=(3, 40, 40), precision="bf16")
+    monkeypatch.setattr(block_tasks, "segment_block_2d", real)
+    with pytest.raises(ValueError, match="other settings"):  # not resumed at fp32
+        _blockwise(volume, tmp_path, "killed", model=net, block=(3, 40, 40))
+    with pytest.raises(ValueError, match="precision"):
+        segment_blockwise(volume, tmp_path / "y.zarr", route="2d", model=net, resolution=RES,
+                          precision="bf32", scheduler="inline")
+    assert not (tmp_path / "y.zarr.partial").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_batch_size_does_not_change_the_boundaries(volume, precision):
     """Blocks rest on this: a slice's prediction does not depend on the batch it is in (on
     this CPU a batch of one takes another path than a batch of eight: predict_stack fills a
     short batch up)."""
@@ -234,6 +285,10 @@ def test_batch_size_does_not_change_the_boundaries(volume):
     net = build_unet({"ndim": 2, "in_channels": 1, "out_channels": 1, "depth": 2,
                       "base_features": 4}, seed=0).eval()
     net.meta = {"target": "boundaries"}
+    if precision != "fp32":
+        from neuroseg.nets.speed import Speed, accelerate
+
+        net = accelerate(net, Speed(precision=precision, channels_last=True))
     a = boundaries_2d(net, volume[:9], batch_size=8)  # batches of 8 and 1 slices
     b = np.concatenate([boundaries_2d(net, volume[:1], batch_size=8),  # of 1, then of 8
                         boundaries_2d(net, volume[1:9], batch_size=8)])
@@ -276,6 +331,12 @@ def test_cli_segment_volume_block(volume, tmp_path):
                                     str(tmp_path / "x.zarr"), "--model", str(folder),
                                     "--route", "2d", "--block", "5,40"])
     assert bad.exit_code != 0 and "three positive ints" in bad.output
+    for name, extra in (("b16.zarr", ["--block", "5,40,40", "--scheduler", "inline"]), ("w16.tif", [])):
+        run = CliRunner().invoke(main, ["segment-volume", str(tmp_path / "em.zarr"),
+                                        str(tmp_path / name), "--model", str(folder), "--route",
+                                        "2d", "--precision", "bf16", *extra])
+        assert run.exit_code == 0, run.output
+    assert _same_partition(files.read(tmp_path / "w16.tif").array, files.read(tmp_path / "b16.zarr").array)
 
 
 def test_block_grid_covers_the_volume_once():
@@ -291,37 +352,32 @@ def test_block_grid_covers_the_volume_once():
 # --------------------------------------------------------------------------------------------
 
 
-def _quick_models():
-    from neuroseg import paths
-
-    root = paths.models_dir("quick")
-    names = ("em_boundary_unet", "slice_linker", "affinity_unet_40nm")
-    if not all((root / n / "config.json").exists() for n in names):
-        pytest.skip(f"the quick-profile models are not in {root}: run make reproduce PROFILE=quick")
-    return root
-
-
 @pytest.mark.data
 @pytest.mark.slow
 def test_fib25_z_blocks_equal_the_whole_volume_and_yx_blocks_stay_close(tmp_path):
+    """The shipped models (em_2d + em_linker, em_3d_40nm) in bf16 with channels-last, as the
+    blockwise study runs them, on 16 slices of the FIB-25 test part."""
     from neuroseg.data.em_volumes import load_volumes
-    from neuroseg.linking.learned import load_linker
-    from neuroseg.nets.folder import load_model
+    from neuroseg.linking.learned import accelerated, load_linker
+    from neuroseg.nets.shipped import load_model
+    from neuroseg.nets.speed import Speed, accelerate
 
-    root = _quick_models()
+    speed = Speed(precision="bf16", channels_last=True)
+    fast = {"precision": "bf16", "channels_last": True}
     vol = load_volumes(max_slices=64, profile="quick")["fib25_test"].subsampled(40.0)
     raw, res = vol.raw, vol.resolution  # 16 slices of 250 x 125 at 40 x 10 x 10 nm
-    model = load_model(root / "em_boundary_unet")
-    linker = load_linker(root / "slice_linker")
-    whole = segment_volume_2d(model, raw, linker=linker, resolution=res)
+    model, linker = load_model("em_2d"), load_linker("em_linker")
+    whole = segment_volume_2d(accelerate(model, speed), raw, linker=accelerated(linker, speed),
+                              resolution=res)
+    assert whole.max() > 20
     got = _blockwise(raw, tmp_path, "fz", model=model, linker=linker, resolution=res,
-                     block=(5, 250, 125))
+                     block=(5, 250, 125), **fast)
     assert _same_partition(whole, got)
-    model3 = load_model(root / "affinity_unet_40nm")
+    model3 = load_model("em_3d_40nm")
     part = raw[:, :128]  # 16 x 128 x 125 keeps the 3D route's test short
-    whole3 = segment_volume_3d(model3, part, resolution=res)
+    whole3 = segment_volume_3d(accelerate(model3, speed), part, resolution=res)
     got3 = _blockwise(part, tmp_path, "f3", route="3d", model=model3, resolution=res,
-                      block=(8, 64, 64))
+                      block=(8, 64, 64), **fast)
     scores = segmentation_scores(whole3, got3)
     assert scores["voi_split"] + scores["voi_merge"] < 1.5 and scores["arand"] < 0.3
 

@@ -224,6 +224,15 @@ def test_readme_timing_section_names_how_the_networks_ran(tmp_path, monkeypatch)
             "speed work against fp32 eager: 2D x1.80, 3D x1.25") in text
 
 
+def test_the_blockwise_studys_section_is_on_the_page_when_it_has_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROSEG_REPORTS", str(tmp_path / "reports"))
+    (tmp_path / "reports" / "quick").mkdir(parents=True)
+    assert "blockwise" not in write_readme({}, profile="quick", machine="m").read_text()
+    (tmp_path / "reports" / "quick" / "blockwise.md").write_text("## Volumes larger\n\n| 2d | 0.25 |\n")
+    text = write_readme({}, profile="quick", machine="m").read_text()
+    assert text.rstrip().endswith("## Volumes larger\n\n| 2d | 0.25 |")
+
+
 def test_number_formatting_golden():
     assert [results._fmt(v) for v in (525.0, 1.6e-05, 0.0, 0.76565, 3, 1.0, None, float("nan"))] == [
         "525", "1.6e-05", "0.000", "0.766", "3", "1", "—", "—"]

@@ -780,6 +780,9 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
             appendix += ["", f"## {title}", ""]
             for name in rest:
                 appendix += figure_md(name)
+    scale = paths.reports_dir(profile) / "blockwise.md"  # by `make blockwise-study`, outside reproduce
+    if scale.exists():
+        md += ["", scale.read_text(encoding="utf-8").strip()]
     target = paths.reports_dir(profile) / "README.md"
     with atomic_path(target) as tmp:
         Path(tmp).write_text("\n".join(md) + "\n", encoding="utf-8")
