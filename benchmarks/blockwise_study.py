@@ -273,6 +273,11 @@ def section_md(cons: pd.DataFrame, table: pd.DataFrame, proj: pd.DataFrame, side
             r = float(two[two["megavoxels"] == mv]["mvox_per_s"].iloc[0]) / float(one["mvox_per_s"].iloc[0])
             md.append(f"- {route}: two workers give {r:.2f}x the throughput of one on "
                       f"{mv:g} Mvoxels.")
+    biggest = float(table["megavoxels"].max())
+    if biggest < 500:
+        md.append(f"- The largest volume run so far is {biggest:g} Mvoxels: the gigavoxel run "
+                  "(`make blockwise-study` without `BLOCKWISE_ARGS=--no-gigavoxel`) is not in "
+                  "these tables yet.")
     for route, mem in sidecar["memory"].items():
         md.append(f"- {route}: peak memory per worker {mem['peak_mb_per_worker'][0]:.0f} MB at "
                   f"{mem['megavoxels'][0]:g} Mvoxels and {mem['peak_mb_per_worker'][1]:.0f} MB "
@@ -300,10 +305,6 @@ def main(argv=None) -> None:
     import torch
 
     from neuroseg.data.em_volumes import load_volumes
-    from neuroseg.io import atomic_path
-    from neuroseg.machine import describe
-    from neuroseg.report.results import machine_description
-    from neuroseg.segment.blockwise import max_rss_mb
 
     torch.set_num_threads(2)
     # the committed reports (the --small check writes to a temporary folder)
@@ -334,8 +335,6 @@ def main(argv=None) -> None:
                     ("2d", 2, (64, 256, 256), b2), ("2d", 2, (128, 512, 512), b2),
                     ("3d", 1, (64, 512, 256), b3), ("3d", 2, (64, 512, 256), b3),
                     ("3d", 2, (32, 256, 256), b3), ("3d", 2, (64, 512, 512), b3)]
-            if not args.no_gigavoxel:
-                runs.append(("2d", 2, *GIGAVOXEL))
         cons = consistency(raw, gt, res, models, work, blocks=cons_blocks, log=log, precision=prec)
         write_csv(cons, metrics / "blockwise_consistency.csv")
         if args.consistency_only:
@@ -343,20 +342,38 @@ def main(argv=None) -> None:
             return
         table = scaling(raw, res, work, runs=runs, log=log, precision=prec)
         one_block = {route: one_block_peak_mb(route, raw, res, block, work, precision=prec)
-                     for route, block in {r[0]: r[3] for r in runs[:8]}.items()}
+                     for route, block in {r[0]: r[3] for r in runs}.items()}
+        context = {"prec": prec, "raw": raw, "started": started, "small": bool(args.small),
+                   "one_block": one_block, "log": log}
+        write_results(reports, cons, table, **context)  # kept if the gigavoxel run is cut short
+        if not (args.small or args.no_gigavoxel):
+            table = pd.concat([table, scaling(raw, res, work, runs=[("2d", 2, *GIGAVOXEL)],
+                                              log=log, precision=prec)], ignore_index=True)
+            write_results(reports, cons, table, **context)
+
+
+def write_results(reports: Path, cons: pd.DataFrame, table: pd.DataFrame, *, prec: str, raw,
+                  started: float, small: bool, one_block: dict, log: list) -> None:
+    """The scaling and projection tables, the JSON sidecar and ``blockwise.md``."""
+    from neuroseg.io import atomic_path
+    from neuroseg.machine import describe
+    from neuroseg.report.results import machine_description
+    from neuroseg.segment.blockwise import max_rss_mb
+
+    metrics = reports / "metrics"
     write_csv(table, metrics / "blockwise_scaling.csv")
     proj = projection(table)
     write_csv(proj, metrics / "blockwise_projection.csv")
     memory = {}
     for route, part in table[table["workers"] == 2].groupby("route"):
         part = part[part["block"] == part["block"].iloc[0]].sort_values("megavoxels")
-        small, big = part.iloc[0], part.iloc[-1]
-        memory[route] = {"megavoxels": [small["megavoxels"], big["megavoxels"]],
-                         "peak_mb_per_worker": [small["peak_mb_per_worker"],
+        small_run, big = part.iloc[0], part.iloc[-1]
+        memory[route] = {"megavoxels": [small_run["megavoxels"], big["megavoxels"]],
+                         "peak_mb_per_worker": [small_run["peak_mb_per_worker"],
                                                 big["peak_mb_per_worker"]],
                          "one_block_with_halo_process_peak_mb": one_block[route],
                          "ratio_big_to_one_block": big["peak_mb_per_worker"] / one_block[route],
-                         "ratio_big_to_small": big["peak_mb_per_worker"] / small["peak_mb_per_worker"]}
+                         "ratio_big_to_small": big["peak_mb_per_worker"] / small_run["peak_mb_per_worker"]}
     sidecar = {
         "machine": describe("cpu"), "machine_text": machine_description(),
         "driver_peak_mb": max_rss_mb(), "precision": _speed(prec),
@@ -369,17 +386,18 @@ def main(argv=None) -> None:
                              "slice: 40 x 10 x 10 nm", "shape": list(raw.shape),
                    "tiling": "larger volumes are this part tiled by mirroring (fine for timing "
                              "and memory, not for accuracy)"},
-        "timings": log, "memory": memory, "small_check": bool(args.small),
+        "timings": log, "memory": memory, "small_check": small,
         "gpu_core_equivalent_assumed": GPU_CORE_EQUIVALENT,
         "wall_seconds": time.time() - started,
         "workers_note": "LocalCluster of 1 or 2 worker processes, 1 thread each; the load "
                         "averages before and after each run say whether the machine was idle",
     }
-    (metrics / "blockwise_scaling.json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
+    with atomic_path(metrics / "blockwise_scaling.json") as target:
+        Path(target).write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
     with atomic_path(reports / "blockwise.md") as target:
         Path(target).write_text(section_md(cons, table, proj, sidecar) + "\n", encoding="utf-8")
     print(json.dumps(memory, indent=2))
-    print(proj.to_string())
+    print(proj.to_string(), flush=True)
 
 
 if __name__ == "__main__":
