@@ -285,6 +285,8 @@ def section_md(cons: pd.DataFrame, table: pd.DataFrame, proj: pd.DataFrame, side
                   f"with its halo alone in a fresh process: "
                   f"{mem['one_block_with_halo_process_peak_mb']:.0f} MB (the larger volume's "
                   f"peak is x{mem['ratio_big_to_one_block']:.2f} of it).")
+    md.append("- A volume of a few blocks has only border blocks, which read less halo than an "
+              "inner one; the reference is an inner block with its full halo, segmented alone.")
     md += ["", "**What 1 mm³ at 4 x 4 x 30 nm would take** at the one-worker rate measured "
            f"here (one core). The GPU column is a **projection** that assumes one GPU does the "
            f"work of {GPU_CORE_EQUIVALENT:g} cores: no GPU has been measured.", ""]
