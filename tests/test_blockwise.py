@@ -105,6 +105,19 @@ def _blockwise(raw, tmp_path, name, **kw) -> np.ndarray:
     return files.read(tmp_path / f"{name}.zarr").array
 
 
+def _killed_at_call(n: int, real):
+    """``real``, except that its ``n``-th call dies as a killed run would."""
+    calls = []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    return dying
+
+
 @pytest.mark.parametrize(("method", "max_gap"), [("overlap", 1), ("overlap", 2), ("hungarian", 2),
                                                  ("graph", 1), ("learned", 2)])
 def test_z_blocks_equal_the_whole_volume_2d(volume, tmp_path, method, max_gap):
@@ -172,15 +185,7 @@ def test_global_ids_and_the_join_table():
 def test_a_killed_run_resumes_and_gives_the_same_labels(volume, tmp_path, monkeypatch):
     whole = _blockwise(volume, tmp_path, "once", block=(4, 40, 40), max_gap=2)
     real = block_tasks.segment_block_2d
-    calls = []
-
-    def dies_on_the_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(block_tasks, "segment_block_2d", dies_on_the_third)
+    monkeypatch.setattr(block_tasks, "segment_block_2d", _killed_at_call(3, real))
     out = tmp_path / "killed.zarr"
     with pytest.raises(KeyboardInterrupt):
         segment_blockwise(volume, out, route="2d", model=_MembraneNet(), resolution=RES,
@@ -255,15 +260,7 @@ def test_bf16_blocks_equal_the_whole_volume_at_bf16_and_a_resume_keeps_the_preci
                      precision="bf16", channels_last=True)
     assert _same_partition(whole, got)
     real = block_tasks.segment_block_2d
-    calls = []
-
-    def dies_on_the_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(block_tasks, "segment_block_2d", dies_on_the_second)
+    monkeypatch.setattr(block_tasks, "segment_block_2d", _killed_at_call(2, real))
     with pytest.raises(KeyboardInterrupt):
         _blockwise(volume, tmp_path, "killed", model=net, block=(3, 40, 40), precision="bf16")
     monkeypatch.setattr(block_tasks, "segment_block_2d", real)
