@@ -307,6 +307,7 @@ def main(argv=None) -> None:
     import torch
 
     from neuroseg.data.em_volumes import load_volumes
+    from neuroseg.io import atomic_path
 
     torch.set_num_threads(2)
     # the committed reports (the --small check writes to a temporary folder)
@@ -341,6 +342,13 @@ def main(argv=None) -> None:
         write_csv(cons, metrics / "blockwise_consistency.csv")
         if args.consistency_only:
             print(cons.to_string())
+            side = metrics / "blockwise_scaling.json"
+            if side.exists() and not args.small:  # the page, with the throughput of the last run
+                with atomic_path(reports / "blockwise.md") as target:
+                    Path(target).write_text(section_md(
+                        cons, pd.read_csv(metrics / "blockwise_scaling.csv"),
+                        pd.read_csv(metrics / "blockwise_projection.csv"),
+                        json.loads(side.read_text())) + "\n", encoding="utf-8")
             return
         table = scaling(raw, res, work, runs=runs, log=log, precision=prec)
         one_block = {route: one_block_peak_mb(route, raw, res, block, work, precision=prec)

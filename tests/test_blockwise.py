@@ -173,6 +173,19 @@ def test_3d_route_blocks_close_to_the_whole_volume(volume, tmp_path, block):
     assert scores["arand"] < 0.05
 
 
+def test_a_block_decides_only_the_links_that_overlap_in_its_core():
+    """Segment pairs in the halo beyond a y-x face are the next block's to decide: recorded
+    by both blocks, a pair cut by the face would be linked twice, from two truncated views."""
+    raw = np.zeros((2, 16, 24), np.float32)
+    raw[:, :, 12] = 1.0  # a membrane at x = 12 ...
+    raw[:, 8, 13:] = 1.0  # ... and one cutting the right part in two
+    out = block_tasks.segment_block_2d(
+        raw, model=_MembraneNet(), core=(slice(0, 1), slice(0, 16), slice(0, 10)),
+        bases=[0, 1000], resolution=RES, method="overlap", threshold=0.25, max_gap=1)
+    assert np.unique(out["ext"]).tolist() == [1, 2, 3]  # all three segments of slice 0
+    assert out["links_a"].tolist() == [1] and out["links_b"].tolist() == [1001]
+
+
 def test_global_ids_and_the_join_table():
     ids, final = block_tasks.resolve([5, 6, 7, 8], [[5, 8]], links=[[6, 7], [5, 6]],
                                      scores=[0.5, 0.9], mutex=[[6, 8]])

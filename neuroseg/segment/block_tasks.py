@@ -7,7 +7,9 @@
   (:func:`neuroseg.linking.rules.link_slices`) over the block's slices and the ``max_gap``
   slices after it, so every link whose first slice is in the block is decided here exactly
   as in the whole volume (a link between slices ``z`` and ``z + g`` depends on those slices
-  and the ones between them only).
+  and the ones between them only). Across a y or x face a block keeps only the links whose
+  overlap lies mostly in its core, so that each pair is decided once; it decides them on the
+  segments it sees, cut at its halo's edge, which is where y-x blocks differ from the whole.
 - :func:`segment_block_3d` — the 3D route on one block and its halo: affinities of the 3D
   U-Net, normalised with the whole volume's percentiles, then agglomeration.
 - :func:`face_joins` — a block's labels in its halo beyond a y or x face (both routes) or a
@@ -119,7 +121,7 @@ def segment_block_2d(
     links = result.links
     if learned:  # the linker's decisions before the mutex: the mutex runs on all blocks at once
         links = relink(segs, links, threshold, method="graph").links
-    links = links[links["z_a"].to_numpy() < core[0].stop]
+    links = links[(links["z_a"].to_numpy() < core[0].stop) & _owned(segs, links, core)]
     ga = _gid_of(segs, gids, links["z_a"].to_numpy(), links["id_a"].to_numpy())
     gb = _gid_of(segs, gids, links["z_b"].to_numpy(), links["id_b"].to_numpy())
     mutex = np.zeros((0, 2), np.uint64)
@@ -133,6 +135,35 @@ def segment_block_2d(
         "mutex": mutex,
         "ext": gids[: nz],
     }
+
+
+def _owned(segs: np.ndarray, links, core: Sequence[slice]) -> np.ndarray:
+    """Which links this block decides: those whose two segments overlap mostly in its core.
+
+    A pair of segments cut by a y or x face is seen by the blocks on both sides, each with
+    its own (truncated) view; a pair that lies in the halo only is a stump of the next
+    block's. The block in which the centroid of the pair's overlap falls decides the link,
+    once, as the whole volume would, from the view that holds most of it.
+    """
+    keep = np.zeros(len(links), bool)
+    if not len(links):
+        return keep
+    za, zb = links["z_a"].to_numpy(), links["z_b"].to_numpy()
+    ia, ib = links["id_a"].to_numpy(np.int64), links["id_b"].to_numpy(np.int64)
+    yy, xx = np.indices(segs.shape[1:])
+    for a_z, b_z in set(zip(za.tolist(), zb.tolist())):
+        a, b = segs[a_z].astype(np.int64), segs[b_z].astype(np.int64)
+        both = (a > 0) & (b > 0)
+        width = int(b.max()) + 1
+        keys, inv = np.unique(a[both] * width + b[both], return_inverse=True)
+        count = np.bincount(inv)
+        cy, cx = np.bincount(inv, yy[both]) / count, np.bincount(inv, xx[both]) / count
+        rows = np.flatnonzero((za == a_z) & (zb == b_z))
+        pos = np.searchsorted(keys, ia[rows] * width + ib[rows])
+        y, x = np.floor(cy[pos]), np.floor(cx[pos])
+        keep[rows] = ((core[1].start <= y) & (y < core[1].stop)
+                      & (core[2].start <= x) & (x < core[2].stop))
+    return keep
 
 
 def _gid_of(segs: np.ndarray, gids: np.ndarray, z: np.ndarray, ids: np.ndarray) -> np.ndarray:
