@@ -234,17 +234,10 @@ def projection(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _table(df: pd.DataFrame) -> list[str]:
-    cols = list(df.columns)
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        out.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v)
-                                     for v in row) + " |")
-    return out
-
-
 def section_md(cons: pd.DataFrame, table: pd.DataFrame, proj: pd.DataFrame, sidecar: dict) -> str:
     """``reports/blockwise.md``: the results page's section, every number from the tables."""
+    from neuroseg.report.results import md_table
+
     models = sidecar["models"]
     names = ", ".join(f"`{n}` ({m['architecture']['ndim']}D, depth {m['architecture']['depth']}, "
                       f"{m['architecture']['base_features']} base features, {m['parameters']:,} "
@@ -259,12 +252,12 @@ def section_md(cons: pd.DataFrame, table: pd.DataFrame, proj: pd.DataFrame, side
           "the last columns score each against the ground truth (VOI split + merge):", ""]
     cols = ["route", "blocking", "block", "voi_split", "voi_merge", "arand", "equal",
             "voi_whole_vs_truth", "voi_blockwise_vs_truth"]
-    md += _table(cons[cols]) + [""]
+    md += [md_table(cons[cols]), ""]
     md += ["**Throughput and memory** (the FIB-25 test part tiled by mirroring: fine for "
            "timing, not for accuracy; seconds without starting the cluster; one thread per "
            "worker; load averages before and after each run in `metrics/blockwise_scaling.json`):",
            ""]
-    md += _table(table) + [""]
+    md += [md_table(table), ""]
     for route, part in table.groupby("route"):
         one = part[part["workers"] == 1]
         two = part[(part["workers"] == 2) & part["megavoxels"].isin(one["megavoxels"])]
@@ -290,8 +283,16 @@ def section_md(cons: pd.DataFrame, table: pd.DataFrame, proj: pd.DataFrame, side
     md += ["", "**What 1 mm³ at 4 x 4 x 30 nm would take** at the one-worker rate measured "
            f"here (one core). The GPU column is a **projection** that assumes one GPU does the "
            f"work of {GPU_CORE_EQUIVALENT:g} cores: no GPU has been measured.", ""]
-    md += _table(proj.drop(columns=["basis"])) + [""]
+    md += [md_table(proj.drop(columns=["basis"])), ""]
     return "\n".join(md)
+
+
+def write_page(reports: Path, cons, table, proj, sidecar: dict) -> None:
+    """``reports/blockwise.md`` from the tables (atomically)."""
+    from neuroseg.io import atomic_path
+
+    with atomic_path(reports / "blockwise.md") as target:
+        Path(target).write_text(section_md(cons, table, proj, sidecar) + "\n", encoding="utf-8")
 
 
 def main(argv=None) -> None:
@@ -307,7 +308,6 @@ def main(argv=None) -> None:
     import torch
 
     from neuroseg.data.em_volumes import load_volumes
-    from neuroseg.io import atomic_path
 
     torch.set_num_threads(2)
     # the committed reports (the --small check writes to a temporary folder)
@@ -344,11 +344,9 @@ def main(argv=None) -> None:
             print(cons.to_string())
             side = metrics / "blockwise_scaling.json"
             if side.exists() and not args.small:  # the page, with the throughput of the last run
-                with atomic_path(reports / "blockwise.md") as target:
-                    Path(target).write_text(section_md(
-                        cons, pd.read_csv(metrics / "blockwise_scaling.csv"),
-                        pd.read_csv(metrics / "blockwise_projection.csv"),
-                        json.loads(side.read_text())) + "\n", encoding="utf-8")
+                write_page(reports, cons, pd.read_csv(metrics / "blockwise_scaling.csv"),
+                           pd.read_csv(metrics / "blockwise_projection.csv"),
+                           json.loads(side.read_text()))
             return
         table = scaling(raw, res, work, runs=runs, log=log, precision=prec)
         one_block = {route: one_block_peak_mb(route, raw, res, block, work, precision=prec)
@@ -404,8 +402,7 @@ def write_results(reports: Path, cons: pd.DataFrame, table: pd.DataFrame, *, pre
     }
     with atomic_path(metrics / "blockwise_scaling.json") as target:
         Path(target).write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
-    with atomic_path(reports / "blockwise.md") as target:
-        Path(target).write_text(section_md(cons, table, proj, sidecar) + "\n", encoding="utf-8")
+    write_page(reports, cons, table, proj, sidecar)
     print(json.dumps(memory, indent=2))
     print(proj.to_string(), flush=True)
 

@@ -547,7 +547,8 @@ def _fmt(x, digits: int = 3) -> str:
     return str(x)
 
 
-def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
+def md_table(df: pd.DataFrame, digits: int = 3) -> str:
+    """``df`` as a Markdown table: readable column names, numbers as :func:`_fmt` writes them."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(readable(str(c)) for c in cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
@@ -712,7 +713,7 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
         "",
         "## The seed claims and what we measured",
         "",
-        _md_table(claims_table(claims(metrics))[["source", "claim", "measured", "verdict"]]),
+        md_table(claims_table(claims(metrics))[["source", "claim", "measured", "verdict"]]),
         "",
         "How each verdict is decided:",
         "",
@@ -771,7 +772,7 @@ def write_readme(metrics: Mapping[str, object], *, profile: str | None = None,
         if prefix == "45_":
             md += _front_md(metrics)
         if table and isinstance(metrics.get(table), pd.DataFrame):
-            md += [_md_table(metrics[table]), ""]
+            md += [md_table(metrics[table]), ""]
         shown, rest = split_figures(figs, prefix)
         for name in shown:
             md += figure_md(name)
